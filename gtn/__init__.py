@@ -1,0 +1,1 @@
+"""gtn: differentiable weighted finite-state graphs (acceptors and transducers) in PyTorch."""

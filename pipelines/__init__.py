@@ -1,0 +1,1 @@
+"""The cheque-amount reader built from graph transformers (LeCun, Bottou, Bengio, Haffner 1998)."""
