@@ -1,0 +1,21 @@
+"""`python -m pipelines.train chars|global ...`: train the recognizer, then the whole reader."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pipelines.cli import dispatch
+
+COMMANDS = {
+    "chars": ("pipelines.train_chars", "train LeNet-5 on isolated characters (MNIST + synthetic)"),
+    "global": ("pipelines.train_global", "train the whole reader end to end from amounts"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch("pipelines.train", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
