@@ -1,0 +1,81 @@
+from collections import defaultdict
+
+import pytest
+import torch
+from hypothesis import given
+from test_gtn_helpers import graphs, relation
+
+import gtn
+
+
+def composed_relation(a, b):
+    """Brute-force relation composition: multiset of path-pair scores per (input, output)."""
+    ra, rb = relation(a), relation(b)
+    out = defaultdict(list)
+    for (ia, oa), sa in ra.items():
+        for (ib, ob), sb in rb.items():
+            if oa == ib:
+                out[(ia, ob)] += [x + y for x in sa for y in sb]
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def same(r1, r2):
+    assert r1.keys() == r2.keys()
+    for k in r1:
+        assert len(r1[k]) == len(r2[k]), k  # the epsilon filter: no duplicate paths
+        assert all(abs(x - y) < 1e-9 for x, y in zip(r1[k], r2[k])), k
+
+
+@given(graphs(transducer=True), graphs(transducer=True))
+def test_compose_equals_relation_composition(a, b):
+    same(relation(gtn.compose(a, b), 30), composed_relation(a, b))
+
+
+@given(graphs(), graphs())
+def test_intersect_of_acceptors(a, b):
+    same(relation(gtn.intersect(a, b), 30), composed_relation(a, b))
+
+
+@given(graphs(transducer=True), graphs(transducer=True))
+def test_compose_is_trimmed_and_keeps_payload(a, b):
+    a = a.replace(payload=torch.arange(a.num_arcs))
+    c = gtn.compose(a, b)
+    assert c.payload is not None
+    assert c == c if c.num_arcs == 0 else bool(gtn.trim(c) is c)
+    assert set(c.payload.tolist()) <= set(range(a.num_arcs)) | {-1}
+
+
+def test_gradcheck_through_compose():
+    a = gtn.Graph.from_str("0\n2\n0 1 0 1 0.1\n0 1 1 -1 0.3\n1 2 2 2 -0.4\n0 2 0 2 0.2\n",
+                           torch.float64)
+    b = gtn.Graph.from_str("0\n2\n0 1 1 1 0.5\n1 2 2 0 0.2\n0 1 -1 3 -0.1\n1 2 -1 -1 0.4\n"
+                           "0 2 2 0 0.3\n", torch.float64)
+    wa = a.weight.clone().requires_grad_(True)
+    wb = b.weight.clone().requires_grad_(True)
+
+    def f(x, y):
+        return gtn.forward_score(gtn.compose(a.replace(weight=x), b.replace(weight=y)))
+
+    assert torch.isfinite(f(wa, wb))
+    assert torch.autograd.gradcheck(f, (wa, wb))
+
+
+def test_lattice_with_cyclic_grammar_gives_acyclic_result():
+    # lattice: 3 segments x 3 classes; grammar: digit loop with an epsilon exit
+    lattice = gtn.Graph.from_arcs(4, [0], [3], [(s, s + 1, c, c, -float(c)) for s in range(3)
+                                                for c in range(3)] + [(0, 2, 1, 1, -1.0)])
+    grammar = gtn.Graph.from_arcs(3, [0], [2], [(0, 1, 0, 0, 0.0), (0, 1, 1, 1, 0.0),
+                                                (1, 1, 0, 0, 0.0), (1, 1, 2, 2, 0.0),
+                                                (1, 2, -1, -1, 0.0)])
+    c = gtn.compose(lattice, grammar)
+    assert c.is_acyclic
+    assert torch.isfinite(gtn.forward_score(c))
+
+
+def test_symbol_tables_must_agree():
+    t1, t2 = gtn.SymbolTable(["a", "b"]), gtn.SymbolTable(["x", "y"])
+    a = gtn.Graph.from_arcs(2, [0], [1], [(0, 1, 0, 1, 0.0)], isymbols=t1, osymbols=t1)
+    b = gtn.Graph.from_arcs(2, [0], [1], [(0, 1, 0, 1, 0.0)], isymbols=t2, osymbols=t2)
+    with pytest.raises(ValueError, match="symbol table"):
+        gtn.compose(a, b)
+    assert gtn.compose(a, a).osymbols == t1

@@ -1,0 +1,129 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from test_gtn_helpers import graphs, logsumexp, paths
+
+import gtn
+
+
+def close(a: float, b: float, tol: float = 1e-6) -> bool:
+    return (a == b) or abs(a - b) <= tol * max(1.0, abs(b))
+
+
+@given(graphs())
+def test_forward_and_viterbi_match_enumeration(g):
+    scores = [sc for _, sc in paths(g)]
+    assert close(float(gtn.forward_score(g)), logsumexp(scores))
+    assert close(float(gtn.viterbi_score(g)), max(scores, default=-math.inf))
+    # the level-by-level DP (used for wide graphs) agrees with the banded fast path
+    assert close(float(gtn.shortest_distance(g, gtn.LOG)[0]), logsumexp(scores))
+    assert close(float(gtn.shortest_distance(g, gtn.MAX)[0]), max(scores, default=-math.inf))
+
+
+@given(graphs())
+def test_counting_and_kbest_semirings_match_enumeration(g):
+    scores = sorted((sc for _, sc in paths(g)), reverse=True)
+    count, _ = gtn.shortest_distance(g, gtn.COUNT)
+    assert int(count) == len(scores)
+    top, _ = gtn.shortest_distance(g, gtn.kbest(3))
+    want = (scores + [-math.inf] * 3)[:3]
+    assert all(close(float(a), b) for a, b in zip(top, want))
+
+
+@given(st.lists(graphs(), min_size=1, max_size=4))
+def test_batch_equals_one_by_one(gs):
+    batch = gtn.forward_score(gs)
+    assert batch.shape == (len(gs),)
+    for g, b in zip(gs, batch):
+        assert close(float(b), float(gtn.forward_score(g)))
+    vb = gtn.viterbi_score(gs)
+    for g, b in zip(gs, vb):
+        assert close(float(b), float(gtn.viterbi_score(g)))
+
+
+@given(graphs())
+def test_posteriors_sum_to_expected_path_length(g):
+    ps = paths(g)
+    post = gtn.arc_posteriors(g)
+    if not ps:
+        assert float(post.abs().sum()) == 0.0
+        return
+    z = logsumexp([sc for _, sc in ps])
+    expected = sum(math.exp(sc - z) * len(arcs) for arcs, sc in ps)
+    assert close(float(post.sum()), expected, 1e-6)
+    for i in range(g.num_arcs):  # and each arc: probability mass of the paths through it
+        want = sum(math.exp(sc - z) * arcs.count(i) for arcs, sc in ps)
+        assert close(float(post[i]), want, 1e-6)
+
+
+@given(graphs())
+def test_viterbi_gradient_is_best_path_indicator(g):
+    ps = paths(g)
+    w = g.weight.detach().clone().requires_grad_(True)
+    score = gtn.viterbi_score(g.replace(weight=w))
+    if not ps:
+        assert math.isinf(float(score))
+        return
+    score.backward()
+    assert set(w.grad.unique().tolist()) <= {0.0, 1.0}
+    path_g, idx = gtn.viterbi_path(g)
+    assert w.grad.nonzero().flatten().tolist() == sorted(idx)
+    assert close(sum(g.weight[idx].tolist()), max(sc for _, sc in ps))
+    assert any(arcs == idx for arcs, _ in ps)
+    assert close(float(gtn.forward_score(path_g)), float(score))
+
+
+def test_gradcheck_forward_score_float64():
+    g = gtn.Graph.from_str("""0
+    3
+    0 1 0 0 0.5
+    0 1 1 1 -0.2
+    1 2 0 0 0.3
+    1 3 2 2 0.1
+    2 3 -1 -1 0.7
+    0 2 1 1 1.1
+    """, dtype=torch.float64)
+    w = g.weight.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: gtn.forward_score(g.replace(weight=x)), (w,))
+    assert torch.autograd.gradcheck(lambda x: gtn.forward_score([g.replace(weight=x), g]), (w,))
+
+
+def test_no_path_gives_minus_inf_and_zero_grad():
+    g = gtn.Graph.from_arcs(3, [0], [2], [(0, 1, 0, 0, 1.0)])
+    w = g.weight.clone().requires_grad_(True)
+    s = gtn.forward_score(g.replace(weight=w))
+    assert s.item() == -math.inf
+    s.backward()
+    assert torch.equal(w.grad, torch.zeros(1))
+
+
+def test_cycle_raises():
+    g = gtn.Graph.from_str("0\n1\n0 1 0\n1 0 1\n")
+    with pytest.raises(ValueError, match="cycle"):
+        gtn.forward_score(g)
+    e = gtn.Graph.from_str("0\n2\n0 1 -1\n1 0 -1\n1 2 0\n")
+    with pytest.raises(ValueError, match="epsilon cycle"):
+        gtn.viterbi_score(e)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_learnable_weights_train_with_an_optimiser(dtype):
+    p = torch.nn.Parameter(torch.zeros(4, dtype=dtype))
+    opt = torch.optim.SGD([p], lr=0.5)
+    losses = []
+    for _ in range(5):
+        g = gtn.Graph.from_tensors(3, torch.tensor([0]), torch.tensor([2]),
+                                   torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 2, 2]),
+                                   torch.tensor([0, 1, 0, 1]), None, p)
+        constrained = gtn.compose(g, gtn.linear_graph([1, 1]).replace(
+            weight=torch.zeros(2, dtype=dtype)))
+        loss = gtn.forward_loss(constrained, g)
+        assert loss.dtype == dtype and float(loss) >= -1e-6
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
