@@ -1,0 +1,124 @@
+"""`python -m pipelines.make_cheques`: write a data set of synthetic cheques.
+
+    python -m pipelines.make_cheques --split train --n 20000 --seed 1 --out data/cheques/train \
+        --format mixed --workers 2
+
+Writes `OUT/NNNNN.png` and `OUT/labels.jsonl` (see `pipelines.cheques`). Bad arguments give a
+one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from multiprocessing import get_context
+
+from tqdm import tqdm
+
+from pipelines.cheques import (FORMATS, derive_seed, encode_png, file_name, generate_cheque,
+                               is_bitonal, mnist_split, prepare_dir, to_label, write_records)
+from pipelines.cli import EXIT_USAGE
+from pipelines.mnist import SPLITS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _nonneg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return value
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="make_cheques", description="Write synthetic cheques with labels.")
+    p.add_argument("--split", required=True, choices=SPLITS,
+                   help="MNIST split of the digits: train for training data, test for evaluation")
+    p.add_argument("--n", required=True, type=_nonneg, help="number of cheques")
+    p.add_argument("--seed", required=True, type=_nonneg, help="non-negative integer seed")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--fields-only", action="store_true", help="write only the amount field")
+    p.add_argument("--format", default="us", choices=FORMATS, help="how amounts are written")
+    p.add_argument("--bitonal", action="store_true", help="black-and-white output")
+    p.add_argument("--bitonal-fraction", type=_fraction, default=None,
+                   help="make this fraction of the cheques bitonal (overrides --bitonal)")
+    p.add_argument("--workers", type=_nonneg, default=1, help="processes (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+_JOB: dict = {}
+
+
+def _make_one(index: int) -> tuple[bytes, dict]:
+    a = _JOB
+    sample = generate_cheque(derive_seed(a["seed"], index), a["split"], None, a["format"],
+                             is_bitonal(a["bitonal"], a["seed"], index), a["fields_only"])
+    return encode_png(sample.image), to_label(sample, file_name(index))
+
+
+def _init(job: dict) -> None:
+    _JOB.clear()
+    _JOB.update(job)
+
+
+def make_records(job: dict, n: int, workers: int) -> Iterator[tuple[bytes, dict]]:
+    """The (png, label) pairs of cheques 0..n-1, in order, made by `workers` processes."""
+    _init(job)
+    mnist_split(job["split"])  # load once before forking
+    if workers <= 1:
+        yield from map(_make_one, range(n))
+        return
+    with get_context("fork").Pool(workers, initializer=_init, initargs=(job,)) as pool:
+        yield from pool.imap(_make_one, range(n), chunksize=8)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.n == 0:
+        print("make_cheques: error: --n must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        prepare_dir(args.out, args.overwrite)
+    except (FileExistsError, NotADirectoryError, OSError) as err:
+        print(f"make_cheques: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    job = {"seed": args.seed, "split": args.split, "format": args.format,
+           "bitonal": args.bitonal_fraction if args.bitonal_fraction is not None
+           else float(args.bitonal), "fields_only": args.fields_only}
+    start = time.perf_counter()
+    try:
+        records = make_records(job, args.n, max(1, args.workers))
+        bar = tqdm(records, total=args.n, unit="cheque", disable=args.no_progress or args.n < 50)
+        count = write_records(bar, args.out, overwrite=True)
+    except ValueError as err:  # e.g. MNIST missing
+        print(f"make_cheques: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    elapsed = time.perf_counter() - start
+    print(f"wrote {count} {'fields' if args.fields_only else 'cheques'} to {args.out} "
+          f"in {elapsed:.1f} s ({count / elapsed:.1f}/s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

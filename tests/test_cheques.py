@@ -1,0 +1,161 @@
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.amounts import normalize_amount
+from pipelines.cheques import generate_cheque, generate_cheques, read_dataset, write_dataset
+from pipelines.make_cheques import main
+from pipelines.mnist import load_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+def _inside(inner, outer):
+    x, y, w, h = inner
+    X, Y, W, H = outer
+    return X <= x and Y <= y and x + w <= X + W and y + h <= Y + H and w > 0 and h > 0
+
+
+def _check_labels(text, amount, grammar, field_box, chars, shape):
+    assert amount == normalize_amount(text, grammar)
+    assert [c.char for c in chars] == [c for c in text if c != " "]
+    assert _inside(field_box, (0, 0, shape[1], shape[0]))
+    for c in chars:
+        assert _inside(c.box, field_box), (c, field_box)
+
+
+def test_same_seed_same_cheque():
+    for kw in [dict(), dict(fields_only=True, fmt="eu"), dict(bitonal=True, fmt="mixed")]:
+        a, b = generate_cheque(11, "test", **kw), generate_cheque(11, "test", **kw)
+        assert a.image.tobytes() == b.image.tobytes()
+        assert dataclasses.replace(a, image=None) == dataclasses.replace(b, image=None)
+    assert generate_cheque(12, "test").image.shape != () and \
+        generate_cheque(12, "test").text is not None
+
+
+def test_labels_are_consistent():
+    for s in generate_cheques(12, 5, "test", fmt="mixed"):
+        assert s.image.dtype == np.uint8 and s.image.ndim == 2
+        assert 1500 <= s.image.shape[1] <= 1950 and 650 <= s.image.shape[0] <= 850
+        _check_labels(s.text, s.amount, s.grammar, s.field_box, s.chars, s.image.shape)
+    for s in generate_cheques(8, 6, "train", fields_only=True, bitonal=0.5):
+        _check_labels(s.text, s.amount, s.grammar, s.field_box, s.chars, s.image.shape)
+        assert s.image.shape[0] < 300
+
+
+def test_bitonal_is_black_and_white():
+    img = generate_cheque(3, "test", bitonal=True).image
+    assert set(np.unique(img)) <= {0, 255}
+
+
+def test_splits_never_share_digits():
+    test, train = load_mnist("test"), load_mnist("train")
+    for split, data in (("train", train), ("test", test)):
+        for s in generate_cheques(6, 2, split, digits=data):
+            assert s.split == split and all(0 <= i < len(data.labels) for i in s.mnist_indices)
+            digits = [c for c in s.text if c.isdigit()]
+            assert [str(data.labels[i]) for i in s.mnist_indices[: len(digits)]] == digits
+    with pytest.raises(ValueError, match="never mixed"):
+        generate_cheque(1, "test", digits=train)
+
+
+def test_test_cheques_draw_their_digits_from_the_test_split():
+    test = load_mnist("test")
+    sample = generate_cheque(4, "test")
+    # The default digits are exactly load_mnist('test') ...
+    explicit = generate_cheque(4, "test", digits=test)
+    assert explicit.image.tobytes() == sample.image.tobytes()
+    # ... and the digit pixels are those of the listed test images: blank them and ink vanishes.
+    images = test.images.copy()
+    images[sample.mnist_indices] = 0
+    blank = generate_cheque(4, "test", digits=dataclasses.replace(test, images=images))
+    x, y, w, h = sample.field_box
+    ink = sample.image[y:y + h, x:x + w].astype(float)
+    no_ink = blank.image[y:y + h, x:x + w].astype(float)
+    assert (ink < 128).sum() > 3 * (no_ink < 128).sum()
+
+
+def test_nonsense_arguments_are_refused():
+    with pytest.raises(ValueError, match="split"):
+        generate_cheque(1, "validation")
+    with pytest.raises(ValueError, match="seed"):
+        generate_cheque(-1, "test")
+    with pytest.raises(ValueError, match="format"):
+        generate_cheque(1, "test", fmt="uk")
+    with pytest.raises(ValueError, match="n must"):
+        list(generate_cheques(-2, 0, "test"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--split", "test", "--n", "-3", "--seed", "1"], ["--split", "dev", "--n", "3", "--seed", "1"],
+    ["--split", "test", "--n", "3", "--seed", "x"], ["--split", "test", "--n", "0", "--seed", "1"],
+    ["--split", "test", "--n", "3", "--seed", "1", "--format", "fr"],
+])
+def test_cli_refuses_nonsense(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        raise SystemExit(main(argv + ["--out", str(tmp_path / "out")]))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "error" in err
+
+
+def test_cli_subprocess_and_overwrite(tmp_path):
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "pipelines.make_cheques", "--split", "test", "--n", "3",
+           "--seed", "9", "--out", str(out), "--fields-only", "--format", "eu"]
+    env = dict(os.environ)
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr
+    entries = read_dataset(out)
+    assert len(entries) == 3 and all(e.grammar == "eu" and e.split == "test" for e in entries)
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "--overwrite" in again.stderr
+    bad = subprocess.run(cmd[:5] + ["-4"] + cmd[6:], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert main(cmd[3:] + ["--overwrite", "--no-progress"]) == 0
+
+
+def test_write_and_read_dataset(tmp_path):
+    samples = list(generate_cheques(2, 1, "test", fields_only=True))
+    assert write_dataset(samples, tmp_path) == 2
+    entries = read_dataset(tmp_path)
+    assert [e.text for e in entries] == [s.text for s in samples]
+    assert entries[0].load().tobytes() == samples[0].image.tobytes()
+    with pytest.raises(FileExistsError):
+        write_dataset(samples, tmp_path)
+    (tmp_path / "00001.png").unlink()
+    with pytest.raises(ValueError, match=r"labels.jsonl:2.*00001.png"):
+        read_dataset(tmp_path)
+    (tmp_path / "labels.jsonl").write_text("{not json\n")
+    with pytest.raises(ValueError, match=r"labels.jsonl:1"):
+        read_dataset(tmp_path)
+    with pytest.raises(ValueError, match="missing"):
+        read_dataset(tmp_path / "nowhere")
+
+
+def test_samples_are_consistent(tmp_path):
+    entries = read_dataset(SAMPLES)
+    assert len(entries) == 12
+    assert {e.grammar for e in entries} == {"us", "eu"}
+    bitonal = 0
+    for e in entries:
+        img = e.load()
+        assert e.split == "test"
+        _check_labels(e.text, e.amount, e.grammar, e.field_box, e.chars, img.shape)
+        bitonal += set(np.unique(img)) <= {0, 255}
+    assert bitonal >= 2
+    command = (SAMPLES / "README.md").read_text().split("make_cheques", 1)[1].split("```")[0]
+    argv = command.replace("\\\n", " ").split()
+    argv[argv.index("--out") + 1] = str(tmp_path)
+    assert main(argv + ["--no-progress"]) == 0
+    for line in (SAMPLES / "labels.jsonl").read_text().splitlines():
+        name = json.loads(line)["file"]
+        assert (tmp_path / name).read_bytes() == (SAMPLES / name).read_bytes()

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from pipelines.handwriting import render_line, sample_style
+from pipelines.mnist import load_mnist
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_mnist("test")
+
+
+def test_boxes_and_indices(digits):
+    rng = np.random.default_rng(1)
+    line = render_line("$1,234.56", digits, rng)
+    assert [c for c, _ in line.chars] == list("$1,234.56")
+    assert [int(digits.labels[i]) for i in line.mnist_indices] == [1, 2, 3, 4, 5, 6]
+    h, w = line.ink.shape
+    for _, (x, y, bw, bh) in line.chars:
+        assert 0 <= x and 0 <= y and x + bw <= w and y + bh <= h and bw > 0 and bh > 0
+        assert line.ink[y: y + bh, x: x + bw].max() > 48
+
+
+def test_digits_share_a_baseline(digits):
+    rng = np.random.default_rng(2)
+    style = sample_style(rng)
+    line = render_line("1234567890", digits, rng, style)
+    bottoms = np.array([y + h for _, (x, y, w, h) in line.chars])
+    assert np.all(np.abs(bottoms - line.baseline) < 0.35 * style.height)
+
+
+def test_neighbours_often_touch(digits):
+    """A good fraction of adjacent digit pairs touch or overlap (segmentation needs cuts)."""
+    rng = np.random.default_rng(3)
+    touching = pairs = 0
+    for _ in range(40):
+        line = render_line("".join(map(str, rng.integers(0, 10, 5))), digits, rng)
+        boxes = [b for _, b in line.chars]
+        for a, b in zip(boxes, boxes[1:]):
+            pairs += 1
+            touching += b[0] <= a[0] + a[2]
+    assert 0.15 < touching / pairs < 0.8
