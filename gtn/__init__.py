@@ -3,7 +3,7 @@
 Weights are scores (higher is better); a path scores the sum of its arc weights.
 """
 
-from .compose import compose, intersect
+from .compose import compose, compose_many, intersect
 from .criteria import (
     discriminative_viterbi_loss,
     forward_loss,
@@ -19,15 +19,15 @@ from .shortest import (
     arc_posteriors,
     forward_score,
     shortest_distance,
-    viterbi_path,
     viterbi_score,
 )
+from .viterbi import viterbi_path, viterbi_paths
 
 __all__ = [
     "COUNT", "EPSILON", "LOG", "MAX", "TROPICAL", "Graph", "Semiring", "SymbolTable",
-    "arc_posteriors", "closure", "compose", "concat", "discriminative_viterbi_loss", "draw",
+    "arc_posteriors", "closure", "compose", "compose_many", "concat", "discriminative_viterbi_loss", "draw",
     "forward_loss", "forward_loss_constrained", "forward_score", "intersect", "kbest",
     "linear_graph", "nbest", "project_input", "project_output", "prune", "remove_epsilon",
     "shortest_distance", "to_dot", "to_networkx", "trim", "union", "viterbi_loss",
-    "viterbi_path", "viterbi_score",
+    "viterbi_path", "viterbi_paths", "viterbi_score",
 ]

@@ -43,6 +43,23 @@ def banded_ok(graphs: list[Graph]) -> bool:
 
 def banded_score(graphs: list[Graph], weight: Tensor, semiring: Semiring) -> Tensor:
     """(B,) semiring totals of ``graphs``; ``weight`` (A,) are their arc weights, concatenated."""
+    M, _, K = banded_matrices(graphs, weight, semiring)
+    B, n = M.shape[0], M.shape[2]
+    eye = torch.full((n, n), semiring.zero, dtype=weight.dtype)
+    eye.fill_diagonal_(semiring.one)
+    while M.shape[1] > 1:
+        if M.shape[1] % 2:
+            M = torch.cat([M, eye.expand(B, 1, n, n)], 1)
+        a, b = M[:, 0::2], M[:, 1::2]
+        M = semiring.plus(semiring.times(a[..., :, :, None], b[..., None, :, :]), -2)
+    return M[:, 0, K + 1, K]
+
+
+def banded_matrices(graphs: list[Graph], weight: Tensor, semiring: Semiring,
+                    with_arcs: bool = False) -> tuple[Tensor, Tensor | None, int]:
+    """The per-position matrices (B, T, K+2, K+2) and the band K; with ``with_arcs`` (max
+    semiring) also (B*T*K,) the index into ``weight`` of the best arc from position
+    ``t-1-i`` to ``t`` at ``(b*T + t)*K + i`` (-1 if none)."""
     bands = [band(g) for g in graphs]
     B, K = len(graphs), max(b.span for b in bands)
     T = max(g.num_states for g in graphs)
@@ -56,7 +73,13 @@ def banded_score(graphs: list[Graph], weight: Tensor, semiring: Semiring) -> Ten
     dst = pos[torch.cat([g.dst for g in graphs]) + aoffs]
     gid_a = gid_s[torch.cat([g.dst for g in graphs]) + aoffs]
     idx = (gid_a * T + dst) * K + (dst - src - 1)
-    w = semiring.scatter_plus(semiring.arc_value(weight), idx, B * T * K).reshape(B, T, K)
+    best_arc = None
+    if with_arcs:
+        best_arc = semiring.scatter_argmax(weight, idx, B * T * K)  # type: ignore[attr-defined]
+        padded = torch.cat([weight, weight.new_full((1,), semiring.zero)])
+        w = padded[best_arc].reshape(B, T, K)
+    else:
+        w = semiring.scatter_plus(semiring.arc_value(weight), idx, B * T * K).reshape(B, T, K)
     zero, one = semiring.zero, semiring.one
     cell = gid_s * T + pos
     init = torch.full((B * T,), zero, dtype=weight.dtype)
@@ -73,11 +96,4 @@ def banded_score(graphs: list[Graph], weight: Tensor, semiring: Semiring) -> Ten
     M[..., K, K] = one
     M[..., K + 1, K] = semiring.times(init, fin)
     M[..., K + 1, K + 1] = one
-    eye = torch.full((n, n), zero, dtype=weight.dtype)
-    eye.fill_diagonal_(one)
-    while M.shape[1] > 1:
-        if M.shape[1] % 2:
-            M = torch.cat([M, eye.expand(B, 1, n, n)], 1)
-        a, b = M[:, 0::2], M[:, 1::2]
-        M = semiring.plus(semiring.times(a[..., :, :, None], b[..., None, :, :]), -2)
-    return M[:, 0, K + 1, K]
+    return M, best_arc, K

@@ -19,9 +19,11 @@ from typing import Any
 
 import torch
 
-from .compose import compose
-from .graph import EPSILON, Graph
-from .shortest import forward_score, viterbi_path, viterbi_score
+from .compose import compose, compose_many
+from .graph import EPSILON, Graph, linear_graph
+from .nbest import nbest
+from .shortest import forward_score, viterbi_score
+from .viterbi import viterbi_paths
 
 NUM_LABELS = 20
 
@@ -52,6 +54,40 @@ def grammar(dtype: torch.dtype = torch.float64) -> Graph:
         arcs.append((3, 3, lab, lab, -0.4))
     arcs.append((3, 4, EPSILON, EPSILON, 0.0))
     return Graph.from_arcs(5, [0], [1, 4], arcs, dtype=dtype)
+
+
+CHEQUE_LABELS = 17
+
+
+def cheque_lattice(seed: int, num_states: int = 15, num_segments: int = 50,
+                   dtype: torch.dtype = torch.float64) -> Graph:
+    """A cheque-field interpretation lattice: ``num_segments`` segment arcs (spanning 1-4
+    positions) each expanded into all 17 labels; start states 0 and 1, accept the last."""
+    gen = torch.Generator().manual_seed(seed)
+    arcs: list[tuple[int, int, int, int, float]] = []
+    pairs = [(s, s + 1) for s in range(num_states - 1)]
+    while len(pairs) < num_segments:
+        s = int(torch.randint(0, num_states - 2, (1,), generator=gen))
+        pairs.append((s, min(num_states - 1, s + int(torch.randint(2, 5, (1,), generator=gen)))))
+    for s, d in pairs:
+        ws = (-6 * torch.rand(CHEQUE_LABELS, generator=gen, dtype=torch.float64)).tolist()
+        arcs += [(s, d, lab, lab, w) for lab, w in enumerate(ws)]
+    return Graph.from_arcs(num_states, [0, 1], [num_states - 1], arcs, dtype=dtype)
+
+
+def cheque_grammar(dtype: torch.dtype = torch.float64, num_states: int = 25) -> Graph:
+    """A cyclic, input-deterministic amount grammar: 25 states, 12 labels out of each (300 arcs),
+    digit self-loops, no input epsilons, about half the outputs epsilon."""
+    gen = torch.Generator().manual_seed(7)
+    arcs: list[tuple[int, int, int, int, float]] = []
+    for s in range(num_states):
+        labels = torch.randperm(CHEQUE_LABELS, generator=gen)[:12].tolist()
+        for lab in labels:
+            step = int(torch.randint(0, 3, (1,), generator=gen))
+            d = s if lab < 10 and step == 0 else (s + step) % num_states
+            out = lab if bool(torch.rand(1, generator=gen) < 0.5) else EPSILON
+            arcs.append((s, d, lab, out, -0.1 * float(torch.rand(1, generator=gen))))
+    return Graph.from_arcs(num_states, [0], [5, 12, 24], arcs, dtype=dtype)
 
 
 def to_pynini(g: Graph, arc_type: str) -> Any:
@@ -147,12 +183,12 @@ def run_benchmark(dtype: torch.dtype = torch.float64, budget: float = 1.0) -> li
                           rel_tol=tol) if pynini else None
         record("viterbi_score", size, len(gs), ours, peer, ok)
         # viterbi path
-        ours = median_time(lambda: [viterbi_path(g) for g in gs], budget=budget)
+        ours = median_time(lambda: viterbi_paths(gs), budget=budget)
         peer = median_time(lambda: [pynini.shortestpath(f) for f in trop_f],
                            budget=budget) if pynini else None
         ok = None
         if pynini:
-            mine = sum(float(p.weight.sum()) for p, _ in (viterbi_path(g) for g in gs))
+            mine = sum(float(g.weight[idx].sum()) for g, idx in zip(gs, viterbi_paths(gs)))
             theirs = _peer_score([pynini.shortestpath(f) for f in trop_f], "standard")
             ok = math.isclose(mine, theirs, rel_tol=tol)
         record("viterbi_path", size, len(gs), ours, peer, ok)
@@ -169,6 +205,39 @@ def run_benchmark(dtype: torch.dtype = torch.float64, budget: float = 1.0) -> li
             mine = float(forward_score([compose(g, gram) for g in gs]).sum())
             ok = math.isclose(mine, peer_compose(), rel_tol=tol)
         record("compose+forward", size, len(gs), ours, peer, ok)
+    rows += cheque_rows(dtype, budget, pynini)
+    return rows
+
+
+def cheque_rows(dtype: torch.dtype, budget: float, pynini: Any) -> list[dict[str, Any]]:
+    """The cheque reader's decoding steps on a batch of 32 cheque lattices (15 states, 50
+    segments x 17 labels) and a 25-state cyclic grammar with output epsilons, under no_grad."""
+    lats = [cheque_lattice(seed, dtype=dtype) for seed in range(32)]
+    gram = cheque_grammar(dtype)
+    rows: list[dict[str, Any]] = []
+    with torch.no_grad():
+        full = compose_many(lats, gram)
+        best = viterbi_paths(full)
+        sel = [linear_graph([x for x in c.olabel[idx].tolist() if x != EPSILON])
+               for c, idx in zip(full, best)]
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("cheque_compose", lambda: compose_many(lats, gram)),
+            ("cheque_viterbi_path", lambda: viterbi_paths(full)),
+            ("cheque_forward", lambda: forward_score(full)),
+            ("cheque_constrain+fwd",
+             lambda: forward_score([compose(c, s) for c, s in zip(full, sel)])),
+            ("cheque_nbest3", lambda: [nbest(c, 3) for c in full]),
+        ]
+        for op, fn in steps:
+            peer = None
+            if op == "cheque_compose" and pynini:
+                lat_f = [to_pynini(g, "standard") for g in lats]
+                gram_f = to_pynini(gram, "standard")
+                peer = median_time(lambda: [pynini.compose(f, gram_f) for f in lat_f],
+                                   budget=budget)
+            ours = median_time(fn, budget=budget)
+            rows.append(dict(op=op, size=15, batch=32, seconds=ours, peer_seconds=peer,
+                             ratio=None if peer is None else ours / peer, scores_agree=None))
     return rows
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .compose_dag import compose_dag, dag_compose_ok
 from .graph import EPSILON, Graph
-from .ops import trim
+from .ops import _reach, trim
 
 
 def _csr(g: Graph) -> tuple[Tensor, Tensor]:
@@ -56,6 +57,13 @@ def compose(a: Graph, b: Graph) -> Graph:
     Output arc weight = ``a.weight[ia] + b.weight[ib]`` (only the moving side's weight for an
     epsilon move), so gradients reach both operands. Payload comes from ``a``. Trimmed."""
     check_symbols(a, b)
+    if not (bool((a.olabel == EPSILON).any()) and bool((b.ilabel == EPSILON).any())):
+        return (compose_dag(a, b) if dag_compose_ok(a, b) else _compose_unfiltered(a, b))[0]
+    return _compose_filtered(a, b)
+
+
+def _compose_filtered(a: Graph, b: Graph) -> Graph:
+    """The general composition: breadth-first over (state of a, state of b, filter)."""
     Sb = b.num_states
     oa, ra = _csr(a)
     ob, rb = _csr(b)
@@ -106,6 +114,129 @@ def compose(a: Graph, b: Graph) -> Graph:
                   torch.cat(arcs_dst) if arcs_dst else visited[:0],
                   torch.cat(arcs_ia) if arcs_ia else visited[:0],
                   torch.cat(arcs_ib) if arcs_ib else visited[:0])
+
+
+def compose_many(graphs: list[Graph], b: Graph) -> list[Graph]:
+    """``[compose(g, b) for g in graphs]`` in one vectorised pass over their disjoint union
+    (when no epsilon filter is needed; else one by one)."""
+    if not graphs:
+        return []
+    for g in graphs:
+        check_symbols(g, b)
+    if bool((b.ilabel == EPSILON).any()) and any(bool((g.olabel == EPSILON).any())
+                                                 for g in graphs):
+        return [compose(g, b) for g in graphs]
+    from .ops import union
+    u = union(graphs)
+    if all(g.is_acyclic for g in graphs):
+        u._cache["levels"] = torch.cat([g.state_levels() for g in graphs])
+    c, p = compose_dag(u, b) if dag_compose_ok(u, b) else _compose_unfiltered(u, b)
+    sizes = torch.tensor([g.num_states for g in graphs])
+    owner = torch.bucketize(p, torch.cumsum(sizes, 0), right=True)       # graph of each state
+    if owner.shape[0] == c.num_states:
+        c = _group_states(c, owner)
+        owner = torch.sort(owner).values
+    counts = torch.bincount(owner, minlength=len(graphs))
+    firsts = torch.cumsum(counts, 0) - counts
+    arc_owner = owner[c.src]
+    order = torch.argsort(arc_owner, stable=True)
+    arc_counts = torch.bincount(arc_owner, minlength=len(graphs)).tolist()
+    parts = [torch.split(t[order], arc_counts) for t in (c.src, c.dst, c.ilabel, c.olabel,
+                                                          c.weight)]
+    pay = None if c.payload is None else torch.split(c.payload[order], arc_counts)
+    out: list[Graph] = []
+    for i, (n, f) in enumerate(zip(counts.tolist(), firsts.tolist())):
+        if n == 0:
+            out.append(compose(graphs[i], b))
+            continue
+        g = Graph(n, c.start[f:f + n], c.accept[f:f + n], parts[0][i] - f, parts[1][i] - f,
+                  parts[2][i], parts[3][i], parts[4][i], None if pay is None else pay[i],
+                  c.isymbols, c.osymbols)
+        for key in ("levels", "rlevels"):
+            if key in c._cache:
+                g._cache[key] = c._cache[key][f:f + n]
+        out.append(g)
+    return out
+
+
+def _group_states(c: Graph, owner: Tensor) -> Graph:
+    """``c`` with its states stably reordered by ``owner`` (S,) (cached levels kept)."""
+    perm = torch.argsort(owner, stable=True)
+    rank = torch.empty_like(perm)
+    rank[perm] = torch.arange(perm.shape[0])
+    g = c.replace(start=c.start[perm], accept=c.accept[perm], src=rank[c.src], dst=rank[c.dst])
+    for key in ("levels", "rlevels"):
+        if key in c._cache:
+            g._cache[key] = c._cache[key][perm]
+    return g
+
+
+def _compose_unfiltered(a: Graph, b: Graph) -> tuple[Graph, Tensor]:
+    """Composition when only one side has epsilons (no filter needed): the matching arcs of
+    the full product in one join, the epsilon moves of one side paired with every state of the
+    other, then trimmed. Every arc advances ``a`` unless ``b`` has input epsilons, in which case
+    ``a``'s topological levels are also levels of the result and are cached on it.
+    Returns the graph and (S,) the state of ``a`` in each of its states."""
+    Sa, Sb = a.num_states, b.num_states
+    ea = (a.olabel == EPSILON).nonzero().flatten()
+    eb = (b.ilabel == EPSILON).nonzero().flatten()
+    ra = (a.olabel != EPSILON).nonzero().flatten()
+    rb = (b.ilabel != EPSILON).nonzero().flatten()
+    ja, jb = _join(a.olabel[ra], b.ilabel[rb])
+    ia, ib = ra[ja], rb[jb]
+    qa = torch.arange(Sb).repeat(ea.shape[0])
+    pb = torch.arange(Sa).repeat(eb.shape[0])
+    ea_r = ea.repeat_interleave(Sb)
+    eb_r = eb.repeat_interleave(Sa)
+    src = torch.cat([a.src[ia] * Sb + b.src[ib], a.src[ea_r] * Sb + qa, pb * Sb + b.src[eb_r]])
+    dst = torch.cat([a.dst[ia] * Sb + b.dst[ib], a.dst[ea_r] * Sb + qa, pb * Sb + b.dst[eb_r]])
+    arc_a = torch.cat([ia, ea_r, torch.full_like(eb_r, -1)])
+    arc_b = torch.cat([ib, torch.full_like(ea_r, -1), eb_r])
+    starts = (a.start.nonzero() * Sb + b.start.nonzero().flatten()[None, :]).flatten()
+    if Sa * Sb <= 4 * src.shape[0] + 100_000:   # dense product state ids
+        keys, inv = torch.arange(Sa * Sb), torch.cat([starts, src, dst])
+    else:
+        keys, inv = torch.unique(torch.cat([starts, src, dst]), return_inverse=True)
+    n0, m = starts.shape[0], src.shape[0]
+    p, q = keys // Sb, keys % Sb
+    start = torch.zeros(keys.shape[0], dtype=torch.bool)
+    start[inv[:n0]] = True
+    accept = a.accept[p] & b.accept[q]
+    s_id, d_id = inv[n0:n0 + m], inv[n0 + m:]
+    shallow = eb.numel() == 0 and a.is_acyclic and int(a.state_levels().max()) < 64
+    keep = _reach(keys.shape[0], s_id, d_id, start, shallow) & \
+        _reach(keys.shape[0], d_id, s_id, accept, shallow)
+    arcs = keep[s_id] & keep[d_id]
+    g = _assemble(a, b, keep, start[keep], accept[keep], s_id[arcs], d_id[arcs], arc_a[arcs],
+                  arc_b[arcs])
+    if eb.numel() == 0 and a.is_acyclic:
+        g._cache["levels"] = a.state_levels()[p[keep]] if g.num_states == int(keep.sum()) \
+            else torch.zeros(g.num_states, dtype=torch.long)
+        g._cache["rlevels"] = a.state_levels(reverse=True)[p[keep]] \
+            if g.num_states == int(keep.sum()) else torch.zeros(g.num_states, dtype=torch.long)
+    return g, p[keep]
+
+
+def _assemble(a: Graph, b: Graph, keep: Tensor, start: Tensor, accept: Tensor, src: Tensor,
+              dst: Tensor, ia: Tensor, ib: Tensor) -> Graph:
+    """The composed graph on states ``keep`` (n,) bool with arcs from ``a``'s arcs ``ia`` and
+    ``b``'s arcs ``ib`` (-1: that side stays on an epsilon); ``src``/``dst`` index all n."""
+    new_id = torch.cumsum(keep.long(), 0) - 1
+    n = int(keep.sum())
+    if n == 0:
+        start, accept = torch.tensor([True]), torch.tensor([False])
+    has_a, has_b = ia >= 0, ib >= 0
+    ia0, ib0 = ia.clamp(min=0), ib.clamp(min=0)
+    zero = a.weight.new_zeros(())
+    wa = torch.where(has_a, a.weight[ia0], zero) if a.num_arcs else zero.expand(ia.shape)
+    wb = torch.where(has_b, b.weight[ib0], zero) if b.num_arcs else zero.expand(ib.shape)
+    ilab = torch.where(has_a, a.ilabel[ia0] if a.num_arcs else ia, EPSILON)
+    olab = torch.where(has_b, b.olabel[ib0] if b.num_arcs else ib, EPSILON)
+    payload = None
+    if a.payload is not None:
+        payload = torch.where(has_a, a.payload[ia0] if a.num_arcs else ia, -1)
+    return Graph(max(n, 1), start, accept, new_id[src], new_id[dst], ilab, olab,
+                 wa + wb.to(wa.dtype), payload, a.isymbols, b.osymbols)
 
 
 def _build(a: Graph, b: Graph, keys: Tensor, src: Tensor, dst: Tensor, ia: Tensor,

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,6 +45,15 @@ class SymbolTable:
 
     def __repr__(self) -> str:
         return f"SymbolTable({self.symbols!r})"
+
+
+def argsort_stable(key: Tensor, bound: int) -> Tensor:
+    """Stable argsort of ``key`` (n,) long with values in ``0..bound - 1``. On the CPU a
+    key below 2**16 uses numpy's radix sort (about 10x faster than ``torch.argsort``)."""
+    if key.device.type == "cpu" and bound <= 1 << 16:
+        order = np.argsort(key.numpy().astype(np.uint16), kind="stable")
+        return torch.from_numpy(order.astype(np.int64))
+    return torch.argsort(key, stable=True)
 
 
 def _long(x: Any) -> Tensor:

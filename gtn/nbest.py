@@ -8,7 +8,7 @@ import itertools
 import torch
 
 from .graph import EPSILON, Graph
-from .ops import keep_states, project_output, remove_epsilon, trim
+from .ops import keep_states, trim
 from .semiring import MAX
 from .shortest import shortest_distance
 
@@ -30,50 +30,46 @@ def prune(g: Graph, beam: float) -> Graph:
 def nbest(g: Graph, k: int) -> list[tuple[tuple[int, ...], float]]:
     """The ``k`` best DISTINCT output label strings (epsilons dropped), best first, each with
     the Viterbi score of its best path (max, not logsumexp, over the paths that carry it).
+    ``g`` must be acyclic (ValueError otherwise).
 
-    The graph is projected on its output, epsilon-removed in the max semiring, and searched
-    best-first over string prefixes (each prefix holds the best score of every state it can
-    reach); the exact backward Viterbi scores make the search pop complete strings in order."""
+    A* search over (output prefix, state) pairs, with the exact backward Viterbi score of the
+    state as the heuristic: each pair is expanded once, at its best score, and complete strings
+    pop in order of their best path score, so only the states on paths scoring at least the
+    k-th best string are visited (no epsilon removal over the whole graph)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    h = remove_epsilon(project_output(g).replace(weight=g.weight.detach()), MAX)
-    _, (beta,) = shortest_distance(h, MAX, reverse=True)
-    order = torch.argsort(h.src, stable=True)
-    counts = torch.bincount(h.src, minlength=h.num_states).tolist()
-    src_l, dst_l = h.src[order].tolist(), h.dst[order].tolist()
-    lab_l, w_l = h.ilabel[order].tolist(), h.weight[order].tolist()
-    out: list[list[tuple[int, int, float]]] = [[] for _ in range(h.num_states)]
-    for s, d, lab, w in zip(src_l, dst_l, lab_l, w_l):
-        out[s].append((d, lab, w))
-    del counts
+    with torch.no_grad():
+        _, (beta,) = shortest_distance(g, MAX, reverse=True)
+    order = torch.argsort(g.src, stable=True)
+    rowptr = [0] + torch.cumsum(torch.bincount(g.src, minlength=g.num_states), 0).tolist()
+    dst_l, lab_l = g.dst[order].tolist(), g.olabel[order].tolist()
+    w_l = g.weight.detach()[order].tolist()
     b = beta.tolist()
-    accept = h.accept.tolist()
+    accept = g.accept.tolist()
+    ninf = float("-inf")
     tick = itertools.count()
-    heap: list[tuple[float, int, bool, tuple[int, ...], dict[int, float]]] = []
-    init = {s: 0.0 for s in h.start.nonzero().flatten().tolist()}
-    best0 = max((b[s] for s in init), default=float("-inf"))
-    if best0 > float("-inf"):
-        heap.append((-best0, next(tick), False, (), init))
-    results: list[tuple[tuple[int, ...], float]] = []
+    # entries: (-(score + heuristic), tie, state or -1 for a complete string, score, prefix)
+    heap = [(-b[s], next(tick), s, 0.0, ()) for s in g.start.nonzero().flatten().tolist()
+            if b[s] > ninf]
+    heapq.heapify(heap)
+    expanded: set[tuple[tuple[int, ...], int]] = set()
+    results: dict[tuple[int, ...], float] = {}
     while heap and len(results) < k:
-        negp, _, done, prefix, states = heapq.heappop(heap)
-        if done:
-            results.append((prefix, -negp))
+        _, _, s, v, prefix = heapq.heappop(heap)
+        if s < 0:
+            results.setdefault(prefix, v)
             continue
-        final = max((v for s, v in states.items() if accept[s]), default=float("-inf"))
-        if final > float("-inf"):
-            heapq.heappush(heap, (-final, next(tick), True, prefix, {}))
-        nxt: dict[int, dict[int, float]] = {}
-        for s, v in states.items():
-            for d, lab, w in out[s]:
-                table = nxt.setdefault(lab, {})
-                if v + w > table.get(d, float("-inf")):
-                    table[d] = v + w
-        for lab, table in nxt.items():
-            table = {d: v for d, v in table.items() if v + b[d] > float("-inf")}
-            if not table:
+        if (prefix, s) in expanded:
+            continue
+        expanded.add((prefix, s))
+        if accept[s]:
+            heapq.heappush(heap, (-v, next(tick), -1, v, prefix))
+        for j in range(rowptr[s], rowptr[s + 1]):
+            d, lab = dst_l[j], lab_l[j]
+            if b[d] == ninf:
                 continue
-            pri = max(v + b[d] for d, v in table.items())
             word = prefix if lab == EPSILON else prefix + (lab,)
-            heapq.heappush(heap, (-pri, next(tick), False, word, table))
-    return results
+            if (word, d) not in expanded:
+                nv = v + w_l[j]
+                heapq.heappush(heap, (-(nv + b[d]), next(tick), d, nv, word))
+    return list(results.items())

@@ -12,8 +12,21 @@ from .graph import EPSILON, Graph, SymbolTable
 from .semiring import LOG, MaxSemiring, Semiring
 
 
-def _reach(num_states: int, src: Tensor, dst: Tensor, init: Tensor) -> Tensor:
-    """(S,) bool: states reachable from ``init`` (S,) bool along arcs src -> dst."""
+def _reach(num_states: int, src: Tensor, dst: Tensor, init: Tensor,
+           shallow: bool = False) -> Tensor:
+    """(S,) bool: states reachable from ``init`` (S,) bool along arcs src -> dst.
+    Small or ``shallow`` (few BFS steps) graphs sweep all arcs per step (no sort); others
+    expand a CSR frontier."""
+    if shallow or src.shape[0] <= 50_000:
+        seen, frontier_mask = init.clone(), init
+        while True:
+            mark = torch.zeros(num_states, dtype=torch.bool)
+            mark[dst[frontier_mask[src]]] = True
+            mark &= ~seen
+            if not bool(mark.any()):
+                return seen
+            seen |= mark
+            frontier_mask = mark
     order = torch.argsort(src, stable=True)
     rowptr = torch.zeros(num_states + 1, dtype=torch.long)
     rowptr[1:] = torch.cumsum(torch.bincount(src, minlength=num_states), 0)
@@ -25,9 +38,11 @@ def _reach(num_states: int, src: Tensor, dst: Tensor, init: Tensor) -> Tensor:
         owner = torch.repeat_interleave(torch.arange(frontier.shape[0]), counts)
         first = torch.cumsum(counts, 0) - counts
         pos = rowptr[frontier][owner] + torch.arange(owner.shape[0]) - first[owner]
-        nxt = torch.unique(sorted_dst[pos])
-        frontier = nxt[~seen[nxt]]
-        seen[frontier] = True
+        mark = torch.zeros(num_states, dtype=torch.bool)
+        mark[sorted_dst[pos]] = True
+        mark &= ~seen
+        seen |= mark
+        frontier = mark.nonzero().flatten()
     return seen
 
 

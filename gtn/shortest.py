@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .banded import banded_ok, banded_score
-from .graph import Graph
+from .graph import Graph, argsort_stable
 from .semiring import LOG, MAX, Semiring
 
 
@@ -58,7 +58,8 @@ def make_plan(graphs: list[Graph], reverse: bool = False) -> Plan:
     if reverse:
         src, dst, start, accept = dst, src, accept, start
     N, A = int(sizes.sum()), int(src.shape[0])
-    order = torch.argsort(levels, stable=True)
+    L = int(levels.max()) + 1 if N else 0
+    order = argsort_stable(levels, L)
     pos = torch.empty(N + 1, dtype=torch.long)
     pos[order] = torch.arange(N)
     pos[N] = N
@@ -66,8 +67,7 @@ def make_plan(graphs: list[Graph], reverse: bool = False) -> Plan:
     a_src = torch.cat([src, torch.full_like(starts, N)])
     a_dst = torch.cat([dst, starts])
     a_lvl = levels[a_dst]
-    aorder = torch.argsort(a_lvl, stable=True)
-    L = int(levels.max()) + 1 if N else 0
+    aorder = argsort_stable(pos[a_dst], N + 1)   # by level, then destination
     state_counts = torch.bincount(levels, minlength=L)
     level_first = torch.cumsum(state_counts, 0) - state_counts
     arc_counts = torch.bincount(a_lvl, minlength=L).tolist()
@@ -166,31 +166,3 @@ def arc_posteriors(g: Graph) -> Tensor:
         return torch.zeros_like(w)
     (grad,) = torch.autograd.grad(total.sum(), w)
     return grad
-
-
-def viterbi_path(g: Graph) -> tuple[Graph, list[int]]:
-    """The best accepting path as a chain graph (arc weights gathered from ``g.weight``, so
-    they keep autograd history; payload kept) and as the list of arc indices of ``g`` in path
-    order. An empty graph (one non-accepting state) and ``[]`` if nothing accepts."""
-    w = g.weight.detach().clone().requires_grad_(True)
-    total = score(g, MAX, w)
-    if torch.isinf(total).all():
-        empty = torch.zeros(0, dtype=torch.long)
-        return Graph.from_tensors(1, torch.tensor([True]), torch.tensor([False]), empty, empty,
-                                  empty, empty, g.weight[:0]), []
-    (grad,) = torch.autograd.grad(total.sum(), w)
-    idx = grad.nonzero().flatten()
-    idx = idx[torch.argsort(g.state_levels()[g.src[idx]], stable=True)]
-    return path_graph(g, idx), idx.tolist()
-
-
-def path_graph(g: Graph, idx: Tensor) -> Graph:
-    """The chain graph of arcs ``idx`` (K,) of ``g``, in order."""
-    n = int(idx.shape[0])
-    start = torch.zeros(n + 1, dtype=torch.bool)
-    start[0] = True
-    accept = torch.zeros(n + 1, dtype=torch.bool)
-    accept[n] = True
-    return Graph(n + 1, start, accept, torch.arange(n), torch.arange(1, n + 1), g.ilabel[idx],
-                 g.olabel[idx], g.weight[idx], None if g.payload is None else g.payload[idx],
-                 g.isymbols, g.osymbols)

@@ -1,6 +1,7 @@
 from collections import defaultdict
 
 import pytest
+from hypothesis import strategies as st
 import torch
 from hypothesis import given
 from test_gtn_helpers import graphs, relation
@@ -79,3 +80,71 @@ def test_symbol_tables_must_agree():
     with pytest.raises(ValueError, match="symbol table"):
         gtn.compose(a, b)
     assert gtn.compose(a, a).osymbols == t1
+
+
+@given(st.lists(graphs(transducer=True), min_size=1, max_size=4), graphs(transducer=True))
+def test_compose_many_equals_one_by_one(gs, b):
+    for g, c in zip(gs, gtn.compose_many(gs, b)):
+        same(relation(c, 30), relation(gtn.compose(g, b), 30))
+        assert c.is_acyclic and torch.isfinite(gtn.forward_score(c)) == torch.isfinite(
+            gtn.forward_score(gtn.compose(g, b)))
+
+
+def test_compose_many_on_cheques_matches_compose():
+    from gtn.bench import cheque_grammar, cheque_lattice
+    gram = cheque_grammar()
+    lats = [cheque_lattice(s) for s in range(5)]
+    many = gtn.compose_many(lats, gram)
+    one = [gtn.compose(g, gram) for g in lats]
+    assert torch.allclose(gtn.forward_score(many), gtn.forward_score(one))
+    assert gtn.viterbi_paths(many) == gtn.viterbi_paths(one)
+
+
+def _no_filter_pair(a, b):
+    """Drop output epsilons of a or input epsilons of b so no filter is needed."""
+    if bool((a.olabel == gtn.EPSILON).any()) and bool((b.ilabel == gtn.EPSILON).any()):
+        keep = b.ilabel != gtn.EPSILON
+        b = gtn.Graph(b.num_states, b.start, b.accept, b.src[keep], b.dst[keep], b.ilabel[keep],
+                      b.olabel[keep], b.weight[keep])
+    return a, b
+
+
+@given(graphs(transducer=True), graphs(transducer=True, acyclic=False, max_arcs=6))
+def test_level_compose_equals_filter_path(a, b):
+    from gtn.compose import _compose_filtered
+    from gtn.compose_dag import compose_dag, dag_compose_ok
+    for x, y in (_no_filter_pair(a, b), _no_filter_pair(project_out(a), b),
+                 (a.replace(olabel=a.olabel.clamp(min=0)), b)):
+        if not dag_compose_ok(x, y):
+            continue
+        fast, general = compose_dag(x, y)[0], _compose_filtered(x, y)
+        same(relation(fast, 30), relation(general, 30))
+        assert fast.is_acyclic and bool((fast.state_levels().diff() >= 0).all())
+        assert bool((fast.state_levels()[fast.dst] > fast.state_levels()[fast.src]).all())
+
+
+def project_out(a):
+    """a with every odd arc's output replaced by epsilon (exercises a's output epsilons)."""
+    o = a.olabel.clone()
+    o[1::2] = gtn.EPSILON
+    return a.replace(olabel=o)
+
+
+def test_level_compose_gradients_match_filter_path():
+    from gtn.compose import _compose_filtered
+    from gtn.compose_dag import compose_dag, dag_compose_ok
+    a = gtn.Graph.from_str("0 1\n3\n0 1 0 0 0.1\n0 1 1 -1 0.3\n1 2 2 2 -0.4\n0 2 0 2 0.2\n"
+                           "1 3 1 1 0.5\n2 3 -1 -1 0.7\n", torch.float64)
+    b = gtn.Graph.from_str("0\n1\n0 0 0 3 0.5\n0 1 2 -1 0.2\n1 1 1 0 -0.1\n1 0 -1 2 0.4\n"
+                           "0 1 1 -1 0.3\n0 0 2 2 0.1\n", torch.float64)
+    for x, y in (_no_filter_pair(a, b), (a.replace(olabel=a.olabel.clamp(min=0)), b)):
+        assert dag_compose_ok(x, y)
+        grads = []
+        for f in (lambda u, v: compose_dag(u, v)[0], _compose_filtered):
+            wa = x.weight.clone().requires_grad_(True)
+            wb = y.weight.clone().requires_grad_(True)
+            total = gtn.forward_score(f(x.replace(weight=wa), y.replace(weight=wb)))
+            grads.append((total, *torch.autograd.grad(total, (wa, wb))))
+        for u, v in zip(*grads):
+            assert torch.allclose(u, v)
+        assert torch.isfinite(grads[0][0])

@@ -127,3 +127,29 @@ def test_learnable_weights_train_with_an_optimiser(dtype):
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0]
+
+
+@given(st.lists(graphs(), min_size=1, max_size=4))
+def test_viterbi_paths_batched_both_routes_match_enumeration(gs):
+    from gtn.viterbi import _banded_paths, _level_paths
+    for got in (gtn.viterbi_paths(gs), _level_paths(gs), _banded_paths(gs)):
+        assert len(got) == len(gs)
+        for g, idx in zip(gs, got):
+            ps = paths(g)
+            if not ps:
+                assert idx == []
+                continue
+            assert any(arcs == idx for arcs, _ in ps)
+            assert close(sum(g.weight[idx].tolist()), max(sc for _, sc in ps))
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_viterbi_path_without_autograd(mode):
+    from gtn.bench import random_lattice
+    g = random_lattice(40, seed=3)
+    wide = gtn.compose(g, gtn.bench.grammar())          # not banded: the level DP route
+    with mode():
+        for h in (g, wide):
+            path_g, idx = gtn.viterbi_path(h)
+            assert close(float(h.weight[idx].sum()), float(gtn.viterbi_score(h)))
+            assert gtn.viterbi_paths([h, h]) == [idx, idx]

@@ -1,0 +1,157 @@
+"""Composition with an acyclic first operand, trimmed level by level.
+
+When ``a`` is acyclic and no epsilon filter is needed (``a`` has no output epsilons or ``b`` has
+no input epsilons), every arc of the product either advances ``a`` (a matching move, or an
+output epsilon of ``a`` while ``b`` stays) or stays on ``a``'s state while ``b`` takes an input
+epsilon. So the product state ``(p, q)`` has the topological level ``level_a(p) * K +
+level_eps(q)``, where ``level_eps`` orders ``b``'s input-epsilon arcs (``K = 1`` without them).
+
+All product arcs come from one join on the label (the staying side joins as an epsilon self-loop
+on every state). With the arcs grouped by source level, reachability from the start states and
+co-reachability to the accept states are one scatter per level each, run in numpy on the index
+arrays. The result's states are numbered in level order and its levels are cached, so the
+dynamic programs of :mod:`gtn.shortest` need no topological sort.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .graph import EPSILON, Graph, argsort_stable
+
+
+def input_epsilon_levels(b: Graph) -> Tensor | None:
+    """(S,) levels of ``b``'s states in the subgraph of its input-epsilon arcs (all zero if it
+    has none); None if that subgraph has a cycle. Cached."""
+    if "ieps_levels" not in b._cache:
+        eps = b.ilabel == EPSILON
+        levels: Tensor | None = torch.zeros(b.num_states, dtype=torch.long)
+        if bool(eps.any()):
+            sub = Graph(b.num_states, torch.ones_like(b.start), b.accept, b.src[eps],
+                        b.dst[eps], b.ilabel[eps], b.olabel[eps], b.weight[eps])
+            levels = sub.state_levels() if sub.is_acyclic else None
+        b._cache["ieps_levels"] = levels
+    out: Tensor | None = b._cache["ieps_levels"]
+    return out
+
+
+def dag_compose_ok(a: Graph, b: Graph) -> bool:
+    """Whether :func:`compose_dag` applies: ``a`` acyclic, no filter needed, and ``b``'s
+    input-epsilon arcs acyclic."""
+    a_eps = bool((a.olabel == EPSILON).any())
+    b_eps = bool((b.ilabel == EPSILON).any())
+    if a_eps and b_eps:
+        return False
+    return (a.src.device.type == "cpu" and a.is_acyclic
+            and (not b_eps or input_epsilon_levels(b) is not None))
+
+
+def _side(g: Graph, key: Tensor, stays: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(key, src, dst, arc id) of ``g``'s arcs, plus an epsilon self-loop (arc id -1) on every
+    state when ``stays``."""
+    arc = torch.arange(g.num_arcs)
+    if not stays:
+        return key, g.src, g.dst, arc
+    loop = torch.arange(g.num_states)
+    return (torch.cat([key, torch.full_like(loop, EPSILON)]), torch.cat([g.src, loop]),
+            torch.cat([g.dst, loop]), torch.cat([arc, torch.full_like(loop, -1)]))
+
+
+def _level_reach(src: np.ndarray, dst: np.ndarray, bounds: list[int], init: np.ndarray,
+                 reverse: bool) -> np.ndarray:
+    """Reachability from ``init`` (forward) or co-reachability to it (``reverse``) along arcs
+    grouped by source level: group ``i`` is ``bounds[i]:bounds[i + 1]``."""
+    seen = init.copy()
+    groups = range(len(bounds) - 1)
+    for i in reversed(groups) if reverse else groups:
+        lo, hi = bounds[i], bounds[i + 1]
+        if lo == hi:
+            continue
+        s, d = src[lo:hi], dst[lo:hi]
+        if reverse:
+            seen[s[seen[d]]] = True
+        else:
+            seen[d[seen[s]]] = True
+    return seen
+
+
+def compose_dag(a: Graph, b: Graph) -> tuple[Graph, Tensor]:
+    """Trimmed composition for :func:`dag_compose_ok` operands, with levels cached.
+    Returns the graph and (S,) the state of ``a`` in each of its states."""
+    a_eps = bool((a.olabel == EPSILON).any())
+    lev_a = a.state_levels()
+    lev_e = input_epsilon_levels(b)
+    assert lev_e is not None
+    K = int(lev_e.max()) + 1 if b.num_states else 1
+    Sa, Sb = a.num_states, b.num_states
+    ka, sa, da, ida = _side(a, a.olabel, K > 1)
+    kb, sb, db, idb = _side(b, b.ilabel, a_eps)
+    if K == 1:   # group a's arcs by source level; the join keeps that order
+        order = argsort_stable(lev_a[sa], Sa)
+        ka, sa, da, ida = ka[order], sa[order], da[order], ida[order]
+    from .compose import _join
+    ja, jb = _join(ka, kb)
+    ps, qs, pd, qd = sa[ja], sb[jb], da[ja], db[jb]
+    lev_src = lev_a[ps] * K + lev_e[qs]
+    if K > 1:
+        order = argsort_stable(lev_src, Sa * K)
+        ja, jb, ps, qs, pd, qd, lev_src = (t[order] for t in (ja, jb, ps, qs, pd, qd, lev_src))
+    src, dst = ps * Sb + qs, pd * Sb + qd
+    starts = (a.start.nonzero() * Sb + b.start.nonzero().flatten()[None, :]).flatten()
+    n_lev = int(lev_a.max()) * K + K if Sa else 1
+    bounds = [0] + torch.cumsum(torch.bincount(lev_src, minlength=n_lev), 0).tolist()
+    if Sa * Sb <= 4 * src.shape[0] + 100_000:   # dense product state ids
+        keys, s_id, d_id, st_id = None, src, dst, starts
+    else:
+        keys, inv = torch.unique(torch.cat([starts, src, dst]), return_inverse=True)
+        n0, m = starts.shape[0], src.shape[0]
+        st_id, s_id, d_id = inv[:n0], inv[n0:n0 + m], inv[n0 + m:]
+    N = Sa * Sb if keys is None else int(keys.shape[0])
+    p_all = torch.arange(N) // Sb if keys is None else keys // Sb
+    q_all = torch.arange(N) % Sb if keys is None else keys % Sb
+    s_np, d_np = s_id.numpy(), d_id.numpy()
+    init = np.zeros(N, dtype=bool)
+    init[st_id.numpy()] = True
+    fwd = _level_reach(s_np, d_np, bounds, init, False)
+    bwd = _level_reach(s_np, d_np, bounds, (a.accept[p_all] & b.accept[q_all]).numpy(), True)
+    return _assemble(a, b, torch.from_numpy(fwd & bwd), torch.from_numpy(fwd[s_np] & bwd[d_np]),
+                     (p_all, q_all, lev_a[p_all] * K + lev_e[q_all]),
+                     (s_id, d_id, ida[ja], idb[jb]), torch.from_numpy(init))
+
+
+def _assemble(a: Graph, b: Graph, keep: Tensor, arcs: Tensor, states: tuple[Tensor, ...],
+              moves: tuple[Tensor, ...], start: Tensor) -> tuple[Graph, Tensor]:
+    """The graph on product states ``keep`` (N,) bool, numbered in level order, with the arcs
+    ``arcs`` (M,) bool of ``moves`` (src, dst, arc of a, arc of b; -1 = stays)."""
+    p, q, level = (t[keep] for t in states)
+    order = argsort_stable(level, int(level.max()) + 1 if level.numel() else 1)
+    n = int(order.shape[0])
+    new_id = torch.full((keep.shape[0],), -1, dtype=torch.long)
+    new_id[keep.nonzero().flatten()[order]] = torch.arange(n)
+    src, dst, ia, ib = (t[arcs] for t in moves)
+    level = level[order]
+    if n == 0:
+        start_m, accept_m = torch.tensor([True]), torch.tensor([False])
+        levels = torch.zeros(1, dtype=torch.long)
+    else:
+        start_m = start[keep][order]
+        accept_m = (a.accept[p] & b.accept[q])[order]
+        levels = torch.cumsum(torch.cat([level.new_zeros(1), (level[1:] != level[:-1]).long()]), 0)
+    has_a, has_b = ia >= 0, ib >= 0
+    ia0, ib0 = ia.clamp(min=0), ib.clamp(min=0)
+    zero = a.weight.new_zeros(())
+    wa = torch.where(has_a, a.weight[ia0], zero) if a.num_arcs else zero.expand(ia.shape)
+    wb = torch.where(has_b, b.weight[ib0], zero) if b.num_arcs else zero.expand(ib.shape)
+    ilab = torch.where(has_a, a.ilabel[ia0], EPSILON) if a.num_arcs else ia
+    olab = torch.where(has_b, b.olabel[ib0], EPSILON) if b.num_arcs else ib
+    payload = None
+    if a.payload is not None:
+        payload = torch.where(has_a, a.payload[ia0], -1) if a.num_arcs else ia
+    g = Graph(max(n, 1), start_m, accept_m, new_id[src], new_id[dst], ilab, olab,
+              wa + wb.to(wa.dtype), payload, a.isymbols, b.osymbols)
+    g._cache["levels"] = levels
+    g._cache["rlevels"] = levels.max() - levels
+    g._cache["level_sorted"] = True
+    return g, p[order]
