@@ -1,0 +1,308 @@
+"""Field extraction: candidate courtesy-amount fields of a cheque scan, and their scorer.
+
+Classical image analysis proposes zones [paper X]. The scan is scaled to a fixed working width
+(so every size below is relative to the cheque's width, whatever the resolution). Ink is what is
+clearly darker than the local paper (tints and security patterns drop out); long printed rules
+are found on a slightly thickened mask (so a rotation of a few degrees keeps them long) and
+removed, which also cuts handwriting loose from box borders it touches. The remaining connected
+components are linked into text lines (vertical overlap, gaps relative to the ink height), each
+line is cut into pieces at wide gaps and at printed vertical rules, and every run of up to
+`MAX_RUN` consecutive pieces is a candidate, as is the ink inside each printed box. Each
+candidate carries layout features (position, size, aspect, ink density, printed box / rule
+context, gaps to its neighbours), which a small learnable scorer turns into a log-score; the
+reader keeps the best few and lets the recognizer and the grammar decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+Box = tuple[int, int, int, int]
+NUM_FIELD_FEATURES = 20
+WORK_WIDTH = 800  # proposals are made on the scan scaled to this width
+MAX_RUN = 6  # most pieces of one line in one candidate
+MAX_CANDIDATES = 120
+INK_MIN, INK_FRAC = 38, 5  # ink is darker than the paper by max(INK_MIN, paper / INK_FRAC)
+PIECE_GAP = 0.45  # a gap wider than this times the line height starts a new piece
+MARGIN = (0.3, 0.3, 0.3, 0.5)  # left, top, right, bottom margins in ink heights
+PUNCT_GAP = 1.2  # punctuation joins a line across this many line heights
+LINE_GAP = 2.2  # components further apart than this times their height are not one line
+
+
+@dataclass(frozen=True)
+class FieldCandidate:
+    """A candidate field: box (x, y, w, h) in image pixels, with margin; features (F,)."""
+
+    box: Box
+    features: Tensor
+
+
+@dataclass(frozen=True)
+class PageInk:
+    """The working-scale analysis of a page shared by all its candidates."""
+
+    shape: tuple[int, int]  # (h, w) of the working image
+    integral: np.ndarray  # (h + 1, w + 1) integral image of the ink without rules
+    boxes: np.ndarray  # (N, 4) int x0, y0, x1, y1 of ink components (exclusive ends)
+    rules_h: np.ndarray  # (R, 3) x0, x1, y of horizontal rule segments
+    rules_v: np.ndarray  # (S, 3) y0, y1, x of vertical rule segments
+    printed: np.ndarray  # (P, 4) x0, y0, x1, y1 of the insides of printed rectangles
+    ref_h: float  # median height of the text components
+
+
+def whole_image_field(gray: np.ndarray) -> FieldCandidate:
+    h, w = gray.shape
+    return FieldCandidate((0, 0, w, h), torch.zeros(NUM_FIELD_FEATURES))
+
+
+def to_working(gray: np.ndarray) -> np.ndarray:
+    """The scan scaled to WORK_WIDTH: an integer area reduction, then linear interpolation."""
+    H, W = gray.shape
+    k = W // WORK_WIDTH
+    if k >= 2:
+        gray = cv2.resize(gray[: H // k * k, : W // k * k], (W // k, H // k),
+                          interpolation=cv2.INTER_AREA)
+    h = max(1, int(round(H * WORK_WIDTH / W)))
+    return cv2.resize(gray, (WORK_WIDTH, h), interpolation=cv2.INTER_LINEAR)
+
+
+def ink_masks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ink, faint ink) uint8 masks: pixels clearly (or somewhat) darker than the paper around
+    them, the paper level coming from a max filter. Rules are looked for in the faint mask."""
+    paper = cv2.dilate(gray, np.ones((15, 15), np.uint8)).astype(np.int16)
+    diff = paper - gray
+    ink = diff > np.maximum(INK_MIN, paper // INK_FRAC)
+    faint = diff > np.maximum(INK_MIN * 3 // 4, paper // (INK_FRAC + 2))
+    return ink.astype(np.uint8), faint.astype(np.uint8)
+
+
+def find_rules(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(horizontal, vertical) uint8 masks of long thin printed lines, found on a mask thickened
+    across the rule so that a slightly rotated rule stays one long run."""
+    w = mask.shape[1]
+    long_h, long_v = max(12, w // 18), max(10, w // 30)
+    horiz = cv2.morphologyEx(cv2.dilate(mask, np.ones((3, 1), np.uint8)), cv2.MORPH_OPEN,
+                             np.ones((1, long_h), np.uint8)) & mask
+    vert = cv2.morphologyEx(cv2.dilate(mask, np.ones((1, 3), np.uint8)), cv2.MORPH_OPEN,
+                            np.ones((long_v, 1), np.uint8)) & mask
+    return horiz, vert
+
+
+def _rects(mask: np.ndarray) -> np.ndarray:
+    """(N, 4) x0, y0, x1, y1 of the outer contours of a uint8 mask."""
+    contours, hier = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    outer = [] if hier is None else np.flatnonzero(hier[0][:, 3] < 0).tolist()
+    r = np.array([cv2.boundingRect(contours[i]) for i in outer], np.int32).reshape(-1, 4)
+    r[:, 2:] += r[:, :2]
+    return r
+
+
+def printed_boxes(rules: np.ndarray) -> np.ndarray:
+    """(P, 4) x0, y0, x1, y1 of the insides of rectangles drawn by rules (e.g. the amount box)."""
+    width = rules.shape[1]
+    closed = cv2.dilate(rules, np.ones((5, 5), np.uint8))
+    contours, hierarchy = cv2.findContours(closed, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = []
+    for c, hier in zip(contours, hierarchy[0] if hierarchy is not None else []):
+        if hier[3] < 0:  # an outer contour; the insides are holes
+            continue
+        x, y, w, h = cv2.boundingRect(c)
+        if 0.04 * width <= w <= 0.6 * width and 0.012 * width <= h <= 0.15 * width:
+            boxes.append((x, y, x + w, y + h))
+    return np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def analyse_page(small: np.ndarray) -> PageInk:
+    """Ink, rules, printed boxes and ink components of a working-scale page (h, w) uint8."""
+    ink, faint = ink_masks(small)
+    horiz, vert = find_rules(faint)
+    rules = horiz | vert
+    mask = ink & ~cv2.dilate(rules, np.ones((3, 3), np.uint8))
+    boxes = _rects(mask)
+    hs, ws = boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]
+    boxes = boxes[(hs >= 2) | (ws >= 2)]
+    tall = boxes[:, 3] - boxes[:, 1]
+    tall = tall[tall >= 5]
+    rh, rv = _rects(cv2.dilate(horiz, np.ones((3, 3), np.uint8))).astype(np.float32), \
+        _rects(cv2.dilate(vert, np.ones((3, 3), np.uint8))).astype(np.float32)
+    return PageInk(
+        small.shape, cv2.integral(mask), boxes,
+        np.stack([rh[:, 0], rh[:, 2], (rh[:, 1] + rh[:, 3]) / 2], 1),
+        np.stack([rv[:, 1], rv[:, 3], (rv[:, 0] + rv[:, 2]) / 2], 1),
+        printed_boxes(rules), float(np.median(tall)) if len(tall) else 10.0)
+
+
+def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
+    """Indices of the components of each text line, sorted by x: (N, 4) boxes -> [(n,)]."""
+    n = len(boxes)
+    if n == 0:
+        return []
+    x0, y0, x1, y1 = (boxes[:, k].astype(np.float32) for k in range(4))
+    h, w = y1 - y0, x1 - x0
+    hmin = np.minimum(h[:, None], h[None, :])
+    hmax = np.maximum(h[:, None], h[None, :])
+    vov = np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :])
+    gap = np.maximum(x0[:, None], x0[None, :]) - np.minimum(x1[:, None], x1[None, :])
+    small = (h < 5) | (h * w < 16)  # specks, dots
+    similar = (hmax <= 3.5 * hmin) & (vov >= 0.4 * hmin) & (gap <= LINE_GAP * hmin)
+    # Punctuation (dots, commas, dashes) and specks within the band of a taller neighbour.
+    band = (vov >= 0.6 * hmin) & (gap <= PUNCT_GAP * hmax)
+    link = similar | (band & ~(small[:, None] & small[None, :]))
+    roots = np.arange(n)
+    while True:  # min-label propagation with pointer jumping: the linked groups
+        nxt = np.where(link, roots[None, :], n).min(1)
+        nxt = np.minimum(nxt, roots)
+        nxt = nxt[nxt]
+        if np.array_equal(nxt, roots):
+            break
+        roots = nxt
+    order = np.lexsort((x0, roots))
+    starts = np.flatnonzero(np.diff(roots[order], prepend=-1))
+    return [g for g in np.split(order, starts[1:]) if not small[g].all()]
+
+
+def _pieces(idx: np.ndarray, page: PageInk) -> list[np.ndarray]:
+    """Cut one line's components (sorted by x) at wide gaps and at printed vertical rules."""
+    b = page.boxes[idx]
+    h = b[:, 3] - b[:, 1]
+    line_h = float(np.median(h[h >= 5])) if (h >= 5).any() else float(h.max())
+    y0, y1 = b[:, 1].min(), b[:, 3].max()
+    v = page.rules_v
+    cuts = v[np.minimum(v[:, 1], y1) - np.maximum(v[:, 0], y0) > 0.5 * (y1 - y0), 2].tolist()
+    pieces, start, right = [], 0, int(b[0, 2])
+    for k, (bx0, bx1) in enumerate(b[1:, [0, 2]].tolist(), 1):
+        if bx0 - right > PIECE_GAP * line_h or any(right - 2 <= c <= bx0 + 2 for c in cuts):
+            pieces.append(idx[start:k])
+            start = k
+        right = max(right, bx1)
+    pieces.append(idx[start:])
+    return pieces
+
+
+def candidate_groups(page: PageInk, max_run: int = MAX_RUN) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates as (K, 4) x0, y0, x1, y1 ink boxes and (K, 4) [pieces, components, printed-box
+    content, height spread] descriptors."""
+    b = page.boxes
+    hs = (b[:, 3] - b[:, 1]).astype(np.float64)
+    seen: set[tuple[int, int, int, int]] = set()
+    rects: list[tuple[int, int, int, int]] = []
+    info: list[tuple[float, float, float, float]] = []
+
+    def add(r: tuple[int, int, int, int], n_pieces: int, n: int, s1: float, s2: float,
+            is_box: int) -> None:
+        if r not in seen:
+            seen.add(r)
+            mean = s1 / n
+            rects.append(r)
+            info.append((n_pieces, n, is_box, max(s2 / n - mean * mean, 0.0) ** 0.5 / (mean + 1)))
+
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    big = hs * (b[:, 2] - b[:, 0]) >= 16
+    for x0, y0, x1, y1 in page.printed.tolist():
+        idx = np.flatnonzero((cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1) & big)
+        if len(idx):
+            sub = b[idx]
+            add((int(sub[:, 0].min()), int(sub[:, 1].min()), int(sub[:, 2].max()),
+                 int(sub[:, 3].max())), 1, len(idx), float(hs[idx].sum()),
+                float((hs[idx] ** 2).sum()), 1)
+    for line in text_lines(b):
+        summary = [(int(b[p, 0].min()), int(b[p, 1].min()), int(b[p, 2].max()),
+                    int(b[p, 3].max()), len(p), float(hs[p].sum()), float((hs[p] ** 2).sum()))
+                   for p in _pieces(line, page)]
+        for i, (x0, y0, x1, y1, n, s1, s2) in enumerate(summary):
+            add((x0, y0, x1, y1), 1, n, s1, s2, 0)
+            for k in range(i + 1, min(len(summary), i + max_run)):
+                _, py0, px1, py1, pn, ps1, ps2 = summary[k]
+                y0, x1, y1 = min(y0, py0), max(x1, px1), max(y1, py1)
+                n, s1, s2 = n + pn, s1 + ps1, s2 + ps2
+                add((x0, y0, x1, y1), k - i + 1, n, s1, s2, 0)
+    return (np.array(rects, np.float32).reshape(-1, 4), np.array(info, np.float32).reshape(-1, 4))
+
+
+def _features(rects: np.ndarray, info: np.ndarray, page: PageInk) -> np.ndarray:
+    """(K, F) features of candidate ink boxes (K, 4) x0, y0, x1, y1, all scale-free."""
+    H, W = page.shape
+    x0, y0, x1, y1 = rects.T
+    w, h = np.maximum(x1 - x0, 1), np.maximum(y1 - y0, 1)
+    ii = page.integral
+    xa, ya, xb, yb = (v.astype(np.int64) for v in (x0, y0, x1, y1))
+    ink = (ii[yb, xb] - ii[ya, xb] - ii[yb, xa] + ii[ya, xa]) / (w * h)
+    p = page.printed
+    ov = (np.clip(np.minimum(x1[:, None], p[:, 2]) - np.maximum(x0[:, None], p[:, 0]), 0, None)
+          * np.clip(np.minimum(y1[:, None], p[:, 3]) - np.maximum(y0[:, None], p[:, 1]), 0, None))
+    if p.shape[0]:
+        best = ov.argmax(1)
+        in_printed = ov.max(1) / (w * h)
+        cover = np.minimum(w / (p[best, 2] - p[best, 0]), 2.0) * (in_printed > 0)
+    else:
+        in_printed = cover = np.zeros(len(rects), np.float32)
+    r = page.rules_h
+    span_ov = np.minimum(x1[:, None], r[:, 1]) - np.maximum(x0[:, None], r[:, 0])
+    under = ((span_ov > 0.5 * w[:, None]) & (r[:, 2] >= y0[:, None] + 0.5 * h[:, None])
+             & (r[:, 2] <= y1[:, None] + 0.6 * h[:, None]))
+    rule_below = under.any(1).astype(np.float32)
+    fill = np.where(under, w[:, None] / (r[:, 1] - r[:, 0] + 1), 0)
+    rule_span = np.minimum(fill.max(1, initial=0), 2.0)
+    b = page.boxes
+    rows = (np.minimum(b[:, 3], y1[:, None]) - np.maximum(b[:, 1], y0[:, None])) > 0.3 * h[:, None]
+    big = 10 * h[:, None]
+    gl = np.where(rows & (b[:, 2] <= x0[:, None]), x0[:, None] - b[:, 2], big).min(1, initial=1e9)
+    gr = np.where(rows & (b[:, 0] >= x1[:, None]), b[:, 0] - x1[:, None], big).min(1, initial=1e9)
+    n_pieces, n_comps, is_box, spread = info.T
+    return np.stack([
+        (x0 + x1) / (2 * W), (y0 + y1) / (2 * H), w / W * 4, h / H * 4, np.log(w / h),
+        np.log(h / page.ref_h), ink * 4, in_printed, cover, is_box, rule_below, rule_span,
+        np.log(n_pieces), np.log(n_comps), np.log1p(gl / h), np.log1p(gr / h), spread,
+        x1 / W, y0 / H, np.ones_like(w)], 1).astype(np.float32)
+
+
+def _prior(f: np.ndarray) -> np.ndarray:
+    """A hand-set order for when no scorer is given: boxed or ruled ink on the right."""
+    return (2 * f[:, 7] + f[:, 9] + f[:, 10] + f[:, 0] + np.minimum(f[:, 14], 1.5)
+            + np.minimum(f[:, 15], 1.5))
+
+
+def propose_fields(gray: np.ndarray, limit: int = MAX_CANDIDATES) -> list[FieldCandidate]:
+    """Candidate amount fields of a cheque scan (H, W) uint8, boxes in image pixels (with a
+    margin), best first by a hand-set prior; [] for a blank or tiny image."""
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise TypeError(f"expected a 2-D uint8 greyscale image, got {gray.dtype} {gray.shape}")
+    H, W = gray.shape
+    scale = WORK_WIDTH / W if W else 0.0
+    if W < 16 or H * scale < 16:
+        return []
+    small = to_working(gray)
+    page = analyse_page(small)
+    rects, info = candidate_groups(page)
+    w, h = rects[:, 2] - rects[:, 0], rects[:, 3] - rects[:, 1]
+    keep = (h >= 4) & (w >= 3) & (w <= 0.6 * small.shape[1]) & (h <= 0.4 * small.shape[0])
+    rects, info = rects[keep], info[keep]
+    if not len(rects):
+        return []
+    feats = _features(rects, info, page)
+    order = np.argsort(-_prior(feats), kind="stable")[:limit]
+    m = (rects[:, 3:4] - rects[:, 1:2]) * np.array(MARGIN, np.float32) + 2  # (K, 4)
+    lo = np.floor((rects[:, :2] - m[:, :2]) / scale).astype(np.int64)
+    hi = np.ceil((rects[:, 2:] + m[:, 2:]) / scale).astype(np.int64)
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, [W, H])
+    feats_t = torch.from_numpy(feats)
+    return [FieldCandidate((int(lo[k, 0]), int(lo[k, 1]), int(hi[k, 0] - lo[k, 0]),
+                            int(hi[k, 1] - lo[k, 1])), feats_t[k]) for k in order.tolist()]
+
+
+class FieldScorer(nn.Module):
+    """Log-score of a candidate field from its layout features: (K, F) -> (K,)."""
+
+    def __init__(self, hidden: int = 32, num_features: int = NUM_FIELD_FEATURES) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(num_features, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features).squeeze(-1)

@@ -1,0 +1,86 @@
+"""Field proposals and the field scorer (pipelines/fields.py, pipelines/field_training.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.field_training import DEFAULT_WEIGHTS, is_good, load_scorer
+from pipelines.fields import NUM_FIELD_FEATURES, FieldScorer, propose_fields, whole_image_field
+
+os.environ.setdefault("MNIST_DIR", "/work/shared/data/mnist")
+HAVE_MNIST = Path(os.environ["MNIST_DIR"]).is_dir()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="MNIST_DIR holds no MNIST")
+SEEDS = [(0, "us", False), (1, "eu", False), (2, "us", True), (3, "eu", True)]
+
+
+@pytest.fixture(scope="module")
+def cheques() -> list:
+    from pipelines.cheques import generate_cheque
+
+    return [generate_cheque(s, "test", fmt=f, bitonal=b) for s, f, b in SEEDS]
+
+
+@needs_mnist
+def test_proposals_contain_the_field(cheques: list) -> None:
+    for c in cheques:
+        cands = propose_fields(c.image)
+        assert any(is_good(k.box, c.field_box) for k in cands), c.field_box
+        H, W = c.image.shape
+        for k in cands:
+            x, y, w, h = k.box
+            assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= W and y + h <= H
+            assert k.features.shape == (NUM_FIELD_FEATURES,)
+            assert torch.isfinite(k.features).all()
+
+
+@needs_mnist
+def test_proposals_do_not_depend_on_resolution(cheques: list) -> None:
+    import cv2
+
+    c = cheques[0]
+    big = cv2.resize(c.image, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_LINEAR)
+    label = tuple(int(round(v * 1.5)) for v in c.field_box)
+    assert any(is_good(k.box, label) for k in propose_fields(big))
+
+
+def test_blank_page_has_no_candidates() -> None:
+    assert propose_fields(np.full((700, 1600), 235, np.uint8)) == []
+    assert propose_fields(np.zeros((700, 1600), np.uint8)) == []
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (1, 1), (5, 300), (300, 5), (20, 20), (40, 2000),
+                                   (3000, 60)])
+def test_odd_sizes_do_not_crash(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    for c in propose_fields(img):
+        assert c.features.shape == (NUM_FIELD_FEATURES,)
+
+
+def test_bad_input_names_the_problem() -> None:
+    with pytest.raises(TypeError, match="uint8"):
+        propose_fields(np.zeros((100, 100), np.float32))
+
+
+def test_scorer_shapes() -> None:
+    scorer = FieldScorer()
+    assert scorer(torch.zeros(7, NUM_FIELD_FEATURES)).shape == (7,)
+    assert scorer(torch.zeros(0, NUM_FIELD_FEATURES)).shape == (0,)
+    assert whole_image_field(np.zeros((30, 40), np.uint8)).box == (0, 0, 40, 30)
+
+
+@needs_mnist
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no trained field scorer")
+def test_trained_scorer_ranks_the_field_in_top3(cheques: list) -> None:
+    scorer = load_scorer(DEFAULT_WEIGHTS)
+    for c in cheques:
+        cands = propose_fields(c.image)
+        with torch.no_grad():
+            scores = scorer(torch.stack([k.features for k in cands]))
+        top = torch.argsort(scores, descending=True)[:3].tolist()
+        assert any(is_good(cands[i].box, c.field_box) for i in top)
