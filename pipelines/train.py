@@ -1,4 +1,4 @@
-"""`python -m pipelines.train chars|global ...`: train the recognizer, then the whole reader."""
+"""`python -m pipelines.train chars|reader|global ...`: train the recognizer, then the whole reader."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pipelines.cli import dispatch
 
 COMMANDS = {
     "chars": ("pipelines.train_chars", "train LeNet-5 on isolated characters (MNIST + synthetic)"),
+    "reader": ("pipelines.train_reader", "assemble the reader; train its modules one by one"),
     "global": ("pipelines.train_global", "train the whole reader end to end from amounts"),
 }
 

@@ -1,0 +1,65 @@
+"""Reading scans safely: every failure is a one-line ImageError naming the file and the problem.
+
+Formats: whatever Pillow decodes (PNG, JPEG, TIFF including bitonal CCITT G4, BMP, ...).
+Images above MAX_PIXELS are refused from their header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_PIXELS = 40_000_000  # a 200-dpi cheque is ~1.1 Mpx; a 600-dpi A4 page ~35 Mpx
+
+
+class ImageError(ValueError):
+    """An input image that cannot be read; the message names the file and the problem."""
+
+
+def load_gray(path: str | Path) -> np.ndarray:
+    """The image at `path` as (H, W) uint8 greyscale, paper light."""
+    p = Path(path)
+    if p.is_dir():
+        raise ImageError(f"{p} is a directory, not an image")
+    if not p.exists():
+        raise ImageError(f"{p} does not exist")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{p} is empty")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"{p} is {w}x{h} pixels, over the limit of {MAX_PIXELS:,} pixels")
+            if w < 8 or h < 8:
+                raise ImageError(f"{p} is {w}x{h} pixels, too small to hold an amount")
+            im.load()
+            gray = np.asarray(im.convert("L"))
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{p} has more pixels than the limit of {MAX_PIXELS:,} pixels") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{p} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{p} is corrupt or truncated: {err}") from None
+    return np.ascontiguousarray(gray)
+
+
+def as_gray(image: np.ndarray) -> np.ndarray:
+    """Accept (H, W) or (H, W, 3|4) arrays, uint8 or float 0..1; return (H, W) uint8."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a numpy image array, got {type(image).__name__}")
+    a = image
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    if a.size == 0:
+        raise ValueError("the image is empty")
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if np.issubdtype(a.dtype, np.floating) and float(np.nanmax(a)) <= 1.0:
+        a = a * 255.0
+    return np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)

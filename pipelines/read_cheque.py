@@ -1,0 +1,131 @@
+"""`python -m pipelines.read_cheque PATH [PATH ...]`: print the amount written on cheques.
+
+Plain output, one line per input: `PATH<TAB>AMOUNT<TAB>CONFIDENCE` (AMOUNT is `REJECT` when
+the reading is rejected or the input could not be read; the reason for a failure goes to stderr
+on one line). `--json`: one object per line with path, amount, text, confidence, rejected,
+field_box and error. Exit status: 0 all read, 1 some rejected or failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipelines.amounts import GRAMMARS
+from pipelines.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+
+BATCH = 32
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.read_cheque",
+                                description="Read the courtesy amount of cheque scans.")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="cheque scans (PNG, JPEG, TIFF incl. bitonal G4, BMP)")
+    p.add_argument("--field", action="store_true", help="the images are amount fields already")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--grammar", choices=GRAMMARS, default="us", help="amount grammar (us)")
+    p.add_argument("--weights", type=Path, help="reader or recognizer checkpoint")
+    p.add_argument("--reject-below", type=float, default=None, metavar="P",
+                   help="reject readings whose confidence is below P (0..1)")
+    p.add_argument("--explain", type=Path, metavar="OUT.png",
+                   help="draw the field, cuts, chosen segments and alternatives")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: the graphs are many small operations)")
+    return p
+
+
+def _explain_path(out: Path, index: int, total: int) -> Path:
+    return out if total == 1 else out.with_name(f"{out.stem}-{index}{out.suffix}")
+
+
+def _emit(path: str, reading, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        print(json.dumps({
+            "path": path, "amount": None if reading.rejected else reading.amount,
+            "text": reading.text, "confidence": round(reading.confidence, 4),
+            "rejected": reading.rejected,
+            "field_box": list(reading.field_box) if reading.field_box else None,
+            "error": reading.error,
+        }), flush=True)
+        return
+    if reading.error:
+        print(f"{path}: {reading.error}", file=sys.stderr, flush=True)
+    amount = "REJECT" if reading.rejected or reading.amount is None else reading.amount
+    print(f"{path}\t{amount}\t{reading.confidence:.3f}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)  # exits 2 on a usage error
+    if args.reject_below is not None and not 0.0 <= args.reject_below <= 1.0:
+        print(f"read_cheque: --reject-below must be within 0..1, got {args.reject_below}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    import torch
+
+    from pipelines.images import ImageError, load_gray
+    from pipelines.reader import (DEFAULT_REJECT_BELOW, Reading, decode_batch, load_reader,
+                                  prepare)
+
+    if args.threads < 1:
+        print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return EXIT_USAGE
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("read_cheque: --device cuda asked for, but no CUDA device is available",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        reader = load_reader(args.weights, args.device)
+    except ValueError as err:
+        print(f"read_cheque: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    reject_below = DEFAULT_REJECT_BELOW if args.reject_below is None else args.reject_below
+    progress = None
+    if sys.stderr.isatty() and len(args.paths) > BATCH:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(args.paths), unit="cheque", file=sys.stderr)
+    status = EXIT_OK
+    for at in range(0, len(args.paths), BATCH):
+        chunk = args.paths[at : at + BATCH]
+        results: dict[int, Reading] = {}
+        ready, ready_ids = [], []
+        for i, path in enumerate(chunk):
+            try:
+                ready.append(prepare(load_gray(path), is_field=args.field,
+                                     field_scorer=reader.field_scorer))
+                ready_ids.append(i)
+            except (ImageError, ValueError) as err:
+                results[i] = Reading(None, None, 0.0, True, None, error=str(err))
+            except Exception as err:  # a reader bug must not stop the other inputs
+                results[i] = Reading(None, None, 0.0, True, None,
+                                     error=f"could not read {path}: {type(err).__name__}: {err}")
+        if ready:
+            want_alternatives = 3 if args.explain else 0
+            for i, prep, reading in zip(ready_ids, ready, decode_batch(
+                    reader, ready, args.grammar, reject_below, want_alternatives)):
+                results[i] = reading
+                if args.explain:
+                    from pipelines.explain import draw_explanation
+
+                    draw_explanation(load_gray(chunk[i]), prep, reading,
+                                     _explain_path(args.explain, at + i, len(args.paths)))
+        for i, path in enumerate(chunk):
+            reading = results[i]
+            _emit(path, reading, args.json)
+            if reading.error or reading.rejected:
+                status = EXIT_SOME_FAILED
+        if progress is not None:
+            progress.update(len(chunk))
+    if progress is not None:
+        progress.close()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The cheque reader: field extraction -> segmentation -> recognition -> grammar -> Viterbi.
+
+Each stage hands the next a graph of alternatives. `ChequeReader` holds every learnable part
+(LeNet, the segment scorer, the field scorer, the grammars' weights) so that the whole chain can
+be trained globally; `read_cheque` is the one-call function for library users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import gtn
+from pipelines.amounts import GRAMMARS
+from pipelines.charimage import to_lenet_batch
+from pipelines.charset import CLASSES, RUBBISH
+from pipelines.fields import FieldCandidate, FieldScorer, propose_fields, whole_image_field
+from pipelines.grammar import CENTS_OPEN, AmountGrammar, labels_to_amount
+from pipelines.recognition import SegmentScorer, interpretation_graph
+from pipelines.recognizer import load_recognizer
+from pipelines.segmentation import Segmentation, segment_field
+
+DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader.pt"
+DEFAULT_REJECT_BELOW = 0.5
+GRAMMAR_VERSION = 2  # bump when the grammars' states or arcs change: old weights no longer fit
+
+
+@dataclass(frozen=True)
+class SegmentReading:
+    """One character of the chosen path: its box in image pixels, its class, and its penalty
+    on the path (minus the arc's score: recognizer plus segment penalty, less the grammar's
+    arc weight and, on a field's first arc, the field score)."""
+
+    box: tuple[int, int, int, int]
+    char: str
+    penalty: float
+
+
+@dataclass
+class Reading:
+    """What the reader says about one image."""
+
+    amount: str | None
+    text: str | None
+    confidence: float
+    rejected: bool
+    field_box: tuple[int, int, int, int] | None
+    error: str | None = None
+    segments: list[SegmentReading] = field(default_factory=list)
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    field_index: int | None = None  # which candidate field of the Prepared image was read
+
+
+@dataclass
+class Prepared:
+    """The fixed (non-learnable) front of the pipeline for one image: candidate fields, their
+    segmentations and LeNet inputs. Reused across epochs in training."""
+
+    fields: list[FieldCandidate]
+    segmentations: list[Segmentation]
+    inputs: Tensor  # (sum of arcs, 1, 32, 32)
+    field_features: Tensor  # (K, F)
+
+    @property
+    def arc_counts(self) -> list[int]:
+        return [s.num_arcs for s in self.segmentations]
+
+
+def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
+            field_scorer: FieldScorer | None = None) -> Prepared:
+    """Propose fields (or take the whole image), segment each and normalise every candidate
+    character for LeNet. Raises ValueError when no field holds ink."""
+    if is_field:
+        candidates = [whole_image_field(image)]
+    else:
+        candidates = propose_fields(image)
+        if field_scorer is not None and len(candidates) > max_fields:
+            with torch.no_grad():
+                scores = field_scorer(torch.stack([c.features for c in candidates]))
+            keep = torch.argsort(scores, descending=True)[:max_fields].tolist()
+            candidates = [candidates[i] for i in sorted(keep)]
+        candidates = candidates[:max_fields]
+    fields, segs = [], []
+    for cand in candidates:
+        x, y, w, h = cand.box
+        try:
+            seg = segment_field(image[y : y + h, x : x + w])
+        except ValueError:
+            continue  # a candidate without ink is no field
+        fields.append(cand)
+        segs.append(seg)
+    if not segs:
+        raise ValueError("no handwriting found in any candidate amount field")
+    patches, heights, tops = [], [], []
+    for seg in segs:
+        p, t = seg.arc_patches()
+        patches += p
+        tops += t.tolist()
+        heights += [seg.line.height] * len(p)
+    inputs = to_lenet_batch(patches, heights, tops)
+    feats = torch.stack([c.features for c in fields])
+    return Prepared(fields, segs, inputs, feats)
+
+
+class ChequeReader(nn.Module):
+    """Every learnable part of the reader, and the graphs it builds."""
+
+    def __init__(self, recognizer: nn.Module) -> None:
+        super().__init__()
+        self.recognizer = recognizer
+        self.segment_scorer = SegmentScorer()
+        self.field_scorer = FieldScorer()
+        self.grammars = nn.ModuleDict({name: AmountGrammar(name) for name in GRAMMARS})
+
+    def interpretation_graphs(self, batch: Sequence[Prepared]) -> list[gtn.Graph]:
+        """Interpretation graphs of a batch, with one LeNet pass over all candidate characters."""
+        inputs = torch.cat([p.inputs for p in batch])
+        device = next(self.recognizer.parameters()).device
+        penalties = self.recognizer(inputs.to(device)).cpu()
+        features = torch.cat([torch.as_tensor(s.features) for p in batch for s in p.segmentations])
+        seg_pen = self.segment_scorer(features)
+        graphs, at = [], 0
+        for p in batch:
+            cls, seg = [], []
+            for n in p.arc_counts:
+                cls.append(penalties[at : at + n])
+                seg.append(seg_pen[at : at + n])
+                at += n
+            field_scores = (self.field_scorer(p.field_features) if len(p.fields) > 1
+                            else torch.zeros(1))
+            field_scores = torch.log_softmax(field_scores, 0)
+            graphs.append(interpretation_graph(p.segmentations, cls, seg, field_scores))
+        return graphs
+
+    def amount_graphs(self, batch: Sequence[Prepared], grammar: str) -> list[gtn.Graph]:
+        """Interpretation graphs composed with the grammar: output labels spell amounts."""
+        return gtn.compose_many(self.interpretation_graphs(batch), self.grammars[grammar].graph())
+
+
+def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
+    """The best path (arc indices) of an amount graph as a Reading (confidence filled in
+    later)."""
+    if not arcs:
+        return Reading(None, None, 0.0, True, None)
+    idx = torch.tensor(arcs)
+    ilabels = graph.ilabel[idx].tolist()
+    olabels = [o for o in graph.olabel[idx].tolist() if o != gtn.EPSILON]
+    text = ""
+    for i, o in zip(ilabels, graph.olabel[idx].tolist()):
+        if i == RUBBISH:
+            continue
+        if o >= CENTS_OPEN and text[-1:].isdigit():
+            text += " "  # cents written as a fraction, after a space: "1234 56/100"
+        text += CLASSES[i]
+    seg_ids = graph.payload[idx].tolist() if graph.payload is not None else []
+    starts = np.cumsum([0] + prep.arc_counts)
+    k = int(np.searchsorted(starts, seg_ids[0], side="right") - 1) if seg_ids else 0
+    fx, fy, _, _ = prep.fields[k].box
+    boxes = prep.segmentations[k].field_boxes()
+    segments = []
+    for s, i in zip(seg_ids, ilabels):
+        x, y, w, h = (int(v) for v in boxes[s - starts[k]])
+        # The arc's score is -(class penalty + segment penalty): report their sum.
+        pen = -float(graph.weight[idx[len(segments)]]) if i >= 0 else float("nan")
+        segments.append(SegmentReading((fx + x, fy + y, w, h), CLASSES[i], pen))
+    written = [s.box for s in segments if s.char != CLASSES[RUBBISH]] or [s.box for s in segments]
+    return Reading(labels_to_amount(olabels), text, 0.0, False, union_box(written),
+                   segments=segments, field_index=k)
+
+
+def union_box(boxes: Sequence[tuple[int, int, int, int]], margin: int = 4
+              ) -> tuple[int, int, int, int]:
+    """The box around `boxes` (x, y, w, h), grown by `margin` pixels on every side."""
+    x0 = min(b[0] for b in boxes) - margin
+    y0 = min(b[1] for b in boxes) - margin
+    x1 = max(b[0] + b[2] for b in boxes) + margin
+    y1 = max(b[1] + b[3] for b in boxes) + margin
+    return (max(x0, 0), max(y0, 0), x1 - max(x0, 0), y1 - max(y0, 0))
+
+
+@torch.no_grad()
+def decode_batch(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
+                 reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0
+                 ) -> list[Reading]:
+    """Viterbi readings of prepared images, with the confidence of each: the posterior of the
+    best amount (forward score of its paths minus that of all paths)."""
+    graphs = reader.amount_graphs(batch, grammar)
+    readings = [_decode(g, arcs, p) for g, arcs, p in zip(graphs, gtn.viterbi_paths(graphs),
+                                                          batch)]
+    scored = [i for i, r in enumerate(readings) if r.amount is not None]
+    if scored:
+        from pipelines.grammar import amount_to_labels
+
+        constrained = [gtn.compose(graphs[i], gtn.linear_graph(amount_to_labels(
+            readings[i].amount))) for i in scored]  # type: ignore[arg-type]
+        post = gtn.forward_score(constrained) - gtn.forward_score([graphs[i] for i in scored])
+        for i, lp in zip(scored, post.tolist()):
+            conf = float(np.exp(min(lp, 0.0)))
+            readings[i].confidence = conf
+            readings[i].rejected = conf < reject_below
+    if alternatives:
+        for g, r in zip(graphs, readings):
+            r.alternatives = [(labels_to_amount(list(o)), float(s))
+                              for o, s in gtn.nbest(g, alternatives)]
+    return readings
+
+
+def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeReader:
+    """The reader with trained weights: a whole-reader checkpoint (default: the shipped one),
+    or a recognizer-only checkpoint (the other parts then start untrained)."""
+    target = Path(path) if path is not None else DEFAULT_READER_WEIGHTS
+    if path is None and not target.exists():
+        return ChequeReader(load_recognizer(None, device)).eval()
+    try:
+        ckpt = torch.load(target, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"weights file {target} does not exist") from None
+    except Exception as err:  # torch raises many types for a bad file
+        raise ValueError(f"weights file {target} is not a readable checkpoint: {err}") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"weights file {target} does not hold a checkpoint dictionary")
+    if ckpt.get("kind") != "reader":
+        return ChequeReader(load_recognizer(target, device)).eval()
+    from pipelines.recognizer import build_model
+
+    if ckpt.get("grammar_version") != GRAMMAR_VERSION:
+        raise ValueError(f"weights file {target} was made for another version of the amount "
+                         f"grammars ({ckpt.get('grammar_version')}, this reader has "
+                         f"{GRAMMAR_VERSION}); retrain it with `python -m pipelines.train`")
+    reader = ChequeReader(build_model(ckpt["arch"]))
+    try:
+        reader.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError) as err:
+        raise ValueError(f"weights file {target} does not fit the reader: {err}") from None
+    return reader.to(device).eval()
+
+
+def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None:
+    """A whole-reader checkpoint, loadable with `torch.load(..., weights_only=True)`."""
+    arch = getattr(reader.recognizer, "arch", "lenet5")
+    torch.save({"kind": "reader", "arch": arch, "grammar_version": GRAMMAR_VERSION,
+                "state_dict": reader.state_dict(), **extra}, Path(path))
+
+
+def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = None,
+                grammar: str = "us", is_field: bool = False,
+                reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
+    """Read the amount of one cheque scan (a path or an (H, W[, 3]) array)."""
+    from pipelines.images import as_gray, load_gray
+
+    gray = load_gray(image) if isinstance(image, (str, Path)) else as_gray(image)
+    reader = reader if reader is not None else load_reader()
+    prep = prepare(gray, is_field=is_field, field_scorer=reader.field_scorer)
+    return decode_batch(reader, [prep], grammar, reject_below)[0]

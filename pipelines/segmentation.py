@@ -1,0 +1,418 @@
+"""Heuristic over-segmentation of an amount field into a segmentation graph [paper V-A, X-A].
+
+The field is binarised and deskewed, printed rules are removed, and the ink is split into
+pieces: connected components, and inside components too wide for one character, the regions
+between cut paths. Cut paths start at minima of the vertical projection and of the distance
+between the upper and lower contours, and then run from the top to the bottom of the component
+along the path of least ink (a dynamic-programming form of the paper's "hit and deflect": the
+path slides along the stroke it meets and crosses it where it is thinnest). More cuts are made
+than needed; the recognizer and the grammar choose among them.
+
+Nodes of the graph are the boundaries between consecutive pieces (left to right); an arc from
+node i to node j is the candidate character made of pieces i..j-1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MAX_PIECES_PER_ARC = 4
+MAX_ARC_WIDTH = 1.6  # in line heights: wider is never one character
+MAX_GAP_INSIDE_ARC = 0.6  # in line heights: wider gaps separate characters
+WIDE_COMPONENT = 0.85  # in line heights: wider components get cut candidates
+NUM_FEATURES = 9
+
+
+@dataclass(frozen=True)
+class Line:
+    """The writing line in field pixels: digits' ink spans rows top..top+height."""
+
+    top: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A field's segmentation graph.
+
+    pieces: (H, W) int32 map, 0 = background, k + 1 = piece k (pieces ordered left to right).
+    ink: (H, W) float32 ink darkness 0..1 of the (deskewed) field.
+    arc_start, arc_end: (A,) node indices (0..P); arc i covers pieces arc_start[i]..arc_end[i]-1.
+    boxes: (A, 4) x, y, w, h of each arc's ink in field pixels (deskewed frame).
+    features: (A, NUM_FEATURES) geometry in line heights (see `arc_features`).
+    cut_x: (P + 1,) x position of each node (for pictures).
+    angle: the deskew rotation applied, in degrees.
+    """
+
+    pieces: np.ndarray
+    ink: np.ndarray
+    line: Line
+    arc_start: np.ndarray
+    arc_end: np.ndarray
+    boxes: np.ndarray
+    features: np.ndarray
+    cut_x: np.ndarray
+    angle: float
+
+    @property
+    def num_pieces(self) -> int:
+        return len(self.cut_x) - 1
+
+    @property
+    def num_arcs(self) -> int:
+        return len(self.arc_start)
+
+    def field_boxes(self) -> np.ndarray:
+        """(A, 4) arc boxes x, y, w, h mapped back from the deskewed frame to the field's."""
+        if self.angle == 0.0:
+            return self.boxes
+        h, w = self.ink.shape
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), self.angle, 1.0)
+        x, y, bw, bh = (self.boxes[:, i].astype(np.float64) for i in range(4))
+        corners = np.stack([np.stack([x, y], 1), np.stack([x + bw, y], 1),
+                            np.stack([x, y + bh], 1), np.stack([x + bw, y + bh], 1)], 1)
+        moved = corners @ m[:, :2].T + m[:, 2]
+        lo, hi = np.floor(moved.min(1)), np.ceil(moved.max(1))
+        return np.concatenate([lo, hi - lo], 1).astype(np.int64)
+
+    def arc_patches(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each arc's ink crop (float 0..1, other pieces blanked) and its top offset from the
+        line. Grey edge pixels just outside the binary ink go to the piece they touch."""
+        grown = cv2.dilate(self.pieces.astype(np.uint16), np.ones((3, 3), np.uint8))
+        owner = np.where(self.pieces > 0, self.pieces, grown).astype(np.int32)
+        patches = []
+        for a in range(self.num_arcs):
+            x, y, w, h = self.boxes[a]
+            ids = owner[y : y + h, x : x + w]
+            keep = (ids > self.arc_start[a]) & (ids <= self.arc_end[a])
+            patches.append(np.where(keep, self.ink[y : y + h, x : x + w], 0.0).astype(np.float32))
+        tops = self.boxes[:, 1].astype(np.float32) - self.line.top
+        return patches, tops
+
+
+def ink_of(gray: np.ndarray) -> np.ndarray:
+    """Ink darkness 0..1 from a greyscale image (paper light), stretched to the paper level."""
+    cdf = np.cumsum(np.bincount(gray.ravel(), minlength=256)) / gray.size
+    paper = float(np.searchsorted(cdf, 0.9))
+    darkest = float(min(np.searchsorted(cdf, 0.005), paper - 40))
+    return np.clip((paper - gray.astype(np.float32)) / max(paper - darkest, 1.0), 0.0, 1.0)
+
+
+def binarize(ink: np.ndarray) -> np.ndarray:
+    """Ink mask by Otsu's threshold on the ink darkness, never below a floor for clean images."""
+    u8 = (ink * 255).astype(np.uint8)
+    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return u8 > max(t, 60)
+
+
+def remove_rules(mask: np.ndarray) -> np.ndarray:
+    """Remove long thin horizontal and vertical printed lines (box borders, underlines)."""
+    h, w = mask.shape
+    u8 = mask.astype(np.uint8)
+    # Rules may be slightly tilted: thicken across the rule before looking for long runs.
+    horiz = cv2.morphologyEx(cv2.dilate(u8, np.ones((3, 1), np.uint8)), cv2.MORPH_OPEN,
+                             np.ones((1, max(25, w // 3)), np.uint8)) & u8
+    vert = cv2.morphologyEx(cv2.dilate(u8, np.ones((1, 3), np.uint8)), cv2.MORPH_OPEN,
+                            np.ones((max(25, int(h * 0.6)), 1), np.uint8)) & u8
+    rules = cv2.dilate(horiz | vert, np.ones((3, 3), np.uint8))
+    # Keep ink of thick strokes crossing a rule: only drop rule pixels with no ink just above
+    # and below the rule band.
+    return mask & ~(rules.astype(bool) & ~_crossing_strokes(mask, horiz.astype(bool)))
+
+
+def _crossing_strokes(mask: np.ndarray, horiz: np.ndarray) -> np.ndarray:
+    above = np.roll(mask & ~horiz, 3, axis=0)
+    below = np.roll(mask & ~horiz, -3, axis=0)
+    return above & below
+
+
+def estimate_skew(mask: np.ndarray, max_angle: float = 3.0) -> float:
+    """Rotation (degrees) that makes the row projection sharpest (largest variance)."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 20:
+        return 0.0
+    xs = xs - xs.mean()
+    best, best_angle = -1.0, 0.0
+    for angle in np.arange(-max_angle, max_angle + 1e-6, 0.5):
+        rows = np.round(ys + xs * np.tan(np.radians(angle))).astype(np.int64)
+        counts = np.bincount(rows - rows.min())
+        score = float((counts.astype(np.float64) ** 2).sum())
+        if score > best:
+            best, best_angle = score, float(angle)
+    return best_angle
+
+
+def rotate(image: np.ndarray, angle: float, interpolation: int) -> np.ndarray:
+    h, w = image.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -angle, 1.0)
+    return cv2.warpAffine(image, m, (w, h), flags=interpolation, borderValue=0)
+
+
+def estimate_line(stats: np.ndarray) -> Line:
+    """Line top and digit height from component boxes (x, y, w, h, area): the tall ones,
+    leaving out thin rule-like strokes (much longer than wide, or wider than long)."""
+    w, h, area = (stats[:, i].astype(np.float64) for i in (2, 3, 4))
+    plausible = (h < 8 * w) & (w < 8 * h) & (area >= 0.05 * area.max())
+    stats = stats[plausible] if plausible.any() else stats
+    heights = stats[:, 3].astype(np.float64)
+    tall = heights >= 0.6 * np.percentile(heights, 90)
+    top = float(np.median(stats[tall, 1]))
+    bottom = float(np.median(stats[tall, 1] + stats[tall, 3]))
+    return Line(top=top, height=max(bottom - top, 8.0))
+
+
+def cut_candidates(comp: np.ndarray, line_height: float) -> list[int]:
+    """Column positions to try cutting a wide component at: minima of the vertical projection
+    and of the upper-lower contour distance, away from the component's ends."""
+    h, w = comp.shape
+    margin = max(2, int(0.2 * line_height))
+    if w <= 2 * margin:
+        return []
+    proj = comp.sum(0).astype(np.float64)
+    has = comp.any(0)
+    top = np.where(has, comp.argmax(0), h)
+    bottom = np.where(has, h - comp[::-1].argmax(0), 0)
+    thickness = np.maximum(bottom - top, 0).astype(np.float64)
+    kernel = np.ones(3) / 3
+    found: list[int] = []
+    for signal in (np.convolve(proj, kernel, "same"), np.convolve(thickness, kernel, "same")):
+        inner = signal[margin : w - margin]
+        left = np.concatenate([[np.inf], inner[:-1]])
+        right = np.concatenate([inner[1:], [np.inf]])
+        minima = np.nonzero((inner <= left) & (inner < right))[0] + margin
+        found.extend(int(x) for x in minima)
+    found.sort()
+    merged: list[int] = []
+    for x in found:  # candidates closer than a fifth of a line height are one
+        if not merged or x - merged[-1] > max(2, 0.2 * line_height):
+            merged.append(x)
+    spacing = 0.3 * line_height  # at most a cut per 0.3 line heights: more is only noise
+    return merged[: max(1, int(w / spacing))]
+
+
+def cut_paths(comp: np.ndarray, xs: list[int], window: int) -> np.ndarray:
+    """Least-ink top-to-bottom paths through `comp`, one from near each column in xs: (K, H).
+
+    Each row a path moves at most one column, stays within `window` of its start, pays 1 per
+    ink pixel crossed and a little per column of drift (so it goes straight where it can).
+    All K paths run together, one row at a time.
+    """
+    h, w = comp.shape
+    x0 = np.asarray(xs)[:, None]
+    cols = x0 + np.arange(-window, window + 1)[None, :]  # (K, 2*window+1)
+    inside = (cols >= 0) & (cols < w)
+    ink = np.where(inside[None], comp[:, np.clip(cols, 0, w - 1)], np.inf)  # (H, K, win)
+    cost = ink + 0.02 * np.abs(cols - x0)[None]
+    k, width = cols.shape
+    acc = np.full((k, width + 2), np.inf)
+    acc[:, 1:-1] = cost[0]
+    back = np.zeros((h, k, width), np.int8)
+    for r in range(1, h):
+        left, mid, right = acc[:, :-2], acc[:, 1:-1], acc[:, 2:]
+        step = np.where(left < mid, -1, 0)
+        best = np.minimum(left, mid)
+        step = np.where(right < best, 1, step)
+        best = np.minimum(best, right)
+        back[r] = step
+        acc[:, 1:-1] = best + cost[r]
+    pos = acc[:, 1:-1].argmin(1)
+    paths = np.empty((k, h), np.int64)
+    rows = np.arange(k)
+    for r in range(h - 1, -1, -1):
+        paths[:, r] = cols[rows, pos]
+        pos = pos + back[r, rows, pos]
+    return paths
+
+
+def valley_paths(comp: np.ndarray, line_height: float) -> list[np.ndarray]:
+    """Straight cuts from each valley of the upper contour to the nearest peak of the lower
+    contour (the paper's hit-and-deflect cut for touching loops such as "00", which a
+    least-ink path would skirt round): (H,) columns each."""
+    h, w = comp.shape
+    has = comp.any(0)
+    top = np.where(has, comp.argmax(0), 0).astype(np.float64)
+    bottom = np.where(has, h - comp[::-1].argmax(0), h).astype(np.float64)
+    margin = max(2, int(0.2 * line_height))
+    reach = max(2, int(0.3 * line_height))
+    paths = []
+    for xu in range(margin, w - margin):
+        if not (top[xu] > top[xu - 1] and top[xu] >= top[xu + 1] and top[xu] > top.min() + 2):
+            continue
+        lo, hi = max(margin, xu - reach), min(w - margin, xu + reach + 1)
+        xl = lo + int(np.argmin(bottom[lo:hi]))
+        paths.append(np.round(np.linspace(xu, xl, h)).astype(np.int64))
+    return paths
+
+
+def path_ink(comp: np.ndarray, path: np.ndarray) -> int:
+    """Ink pixels a cut path crosses."""
+    return int(comp[np.arange(len(path)), np.clip(path, 0, comp.shape[1] - 1)].sum())
+
+
+def split_component(comp: np.ndarray, line_height: float) -> np.ndarray:
+    """Region index (0..k) of each ink pixel of a wide component, cut along k paths: valley
+    cuts, then the least-ink cuts, at most one per 0.4 line heights of width, no two cuts
+    closer than 0.15 line heights."""
+    regions = np.zeros(comp.shape, np.int32)
+    xs = cut_candidates(comp, line_height)
+    least_ink = list(cut_paths(comp, xs, max(2, int(0.25 * line_height)))) if xs else []
+    # Valley cuts first (they separate touching loops), then least-ink paths, cheapest first.
+    found = valley_paths(comp, line_height) + sorted(least_ink, key=lambda p: path_ink(comp, p))
+    budget = max(1, int(comp.shape[1] / (0.4 * line_height)))
+    kept: list[np.ndarray] = []
+    for p in found:
+        if len(kept) == budget:
+            break
+        if all(np.abs(p - q).mean() > max(1.5, 0.15 * line_height) for q in kept):
+            kept.append(p)
+    cols = np.arange(comp.shape[1])[None, :]
+    for p in kept:
+        regions += (cols > p[:, None]).astype(np.int32)
+    return regions
+
+
+def merge_slivers(regions: np.ndarray, comp: np.ndarray, min_area: float) -> np.ndarray:
+    """Give regions of fewer than `min_area` ink pixels (slivers between two close cut paths)
+    to their left neighbour (the first region to its right neighbour)."""
+    areas = np.bincount(regions[comp], minlength=int(regions.max()) + 1)
+    target = np.arange(len(areas))
+    for r in range(len(areas)):
+        if 0 < areas[r] < min_area or (areas[r] == 0 and r > 0):
+            target[r] = target[r - 1] if r > 0 else r + 1
+    if target[0] != 0:  # region 0 was a sliver: follow the chain to a real region
+        target[0] = target[min(1, len(target) - 1)]
+    return target[regions]
+
+
+def stray(stats: np.ndarray, line: Line) -> np.ndarray:
+    """Components that are no part of the writing: remnants of printed rules (long and thin,
+    vertical or horizontal) and ink far above or below the writing line. (C,) bool."""
+    x, y, w, h = (stats[:, i].astype(np.float64) for i in range(4))
+    lh = line.height
+    vertical_rule = (h > 1.5 * lh) & (w < 0.3 * lh)
+    horizontal_rule = (w > 1.5 * lh) & (h < 0.25 * lh)
+    far = (y > line.top + 1.5 * lh) | (y + h < line.top - 0.5 * lh)
+    return vertical_rule | horizontal_rule | far
+
+
+def find_pieces(mask: np.ndarray) -> tuple[np.ndarray, Line]:
+    """Piece map (0 = background, 1..P left to right) and the writing line of an ink mask."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        raise ValueError("the field holds no ink")
+    stats = stats[1:]
+    line = estimate_line(stats)
+    keep = ~stray(stats, line)
+    if not keep.any():
+        raise ValueError("the field holds no ink")
+    line = estimate_line(stats[keep])
+    keep &= ~stray(stats, line)
+    min_area = max(4.0, 0.004 * line.height**2)
+    pieces = np.zeros(mask.shape, np.int32)
+    boxes: list[tuple[float, int]] = []  # (centre x, provisional id)
+    next_id = 1
+    for c in range(n - 1):
+        x, y, w, h, area = (int(v) for v in stats[c])
+        if area < min_area or not keep[c]:
+            continue
+        comp = labels[y : y + h, x : x + w] == c + 1
+        regions = (split_component(comp, line.height) if w > WIDE_COMPONENT * line.height
+                   else np.zeros(comp.shape, np.int32))
+        regions = merge_slivers(regions, comp, min_area / 2)
+        for r in np.flatnonzero(np.bincount(regions[comp])):
+            part = comp & (regions == r)
+            cols = np.nonzero(part.any(0))[0]
+            pieces[y : y + h, x : x + w][part] = next_id
+            boxes.append((x + cols.mean(), next_id))
+            next_id += 1
+    if not boxes:
+        raise ValueError("the field holds no ink")
+    order = np.zeros(next_id, np.int32)
+    for rank, (_, pid) in enumerate(sorted(boxes), start=1):
+        order[pid] = rank
+    return order[pieces], line
+
+
+def piece_boxes(pieces: np.ndarray, count: int) -> np.ndarray:
+    """(P, 4) boxes x0, y0, x1, y1 (exclusive) of pieces 1..P."""
+    ys, xs = np.nonzero(pieces)
+    ids = pieces[ys, xs] - 1
+    boxes = np.zeros((count, 4), np.int64)
+    boxes[:, 0] = np.iinfo(np.int64).max
+    boxes[:, 1] = np.iinfo(np.int64).max
+    np.minimum.at(boxes[:, 0], ids, xs)
+    np.minimum.at(boxes[:, 1], ids, ys)
+    np.maximum.at(boxes[:, 2], ids, xs + 1)
+    np.maximum.at(boxes[:, 3], ids, ys + 1)
+    return boxes
+
+
+def arc_features(span: np.ndarray, gaps_left: np.ndarray, gaps_right: np.ndarray,
+                 inner_gap: np.ndarray, count: np.ndarray, line: Line) -> np.ndarray:
+    """Geometry of candidate characters in line heights: width, height, top and bottom offsets
+    from the line, gaps to the neighbouring pieces, the widest gap inside, piece count, and
+    whether the arc is a single piece. (A, NUM_FEATURES)."""
+    x0, y0, x1, y1 = span.T.astype(np.float64)
+    h = line.height
+    return np.stack([
+        (x1 - x0) / h, (y1 - y0) / h, (y0 - line.top) / h, (y1 - line.top - h) / h,
+        gaps_left / h, gaps_right / h, inner_gap / h, count.astype(np.float64),
+        (count == 1).astype(np.float64),
+    ], 1).astype(np.float32)
+
+
+def build_arcs(boxes: np.ndarray, line: Line) -> tuple[np.ndarray, ...]:
+    """Arcs (start, end, span box, features) over P pieces with boxes (P, 4) x0 y0 x1 y1."""
+    count = len(boxes)
+    # Horizontal gap between consecutive pieces (negative when they overlap).
+    reach = np.maximum.accumulate(boxes[:, 2])
+    gaps = np.concatenate([[np.inf], boxes[1:, 0] - reach[:-1], [np.inf]]).astype(np.float64)
+    starts, ends = [], []
+    for n in range(1, MAX_PIECES_PER_ARC + 1):
+        i = np.arange(0, count - n + 1)
+        starts.append(i)
+        ends.append(i + n)
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    span = np.stack([
+        np.array([boxes[a:b, 0].min() for a, b in zip(start, end)]),
+        np.array([boxes[a:b, 1].min() for a, b in zip(start, end)]),
+        np.array([boxes[a:b, 2].max() for a, b in zip(start, end)]),
+        np.array([boxes[a:b, 3].max() for a, b in zip(start, end)]),
+    ], 1)
+    inner = np.array([gaps[a + 1 : b].max(initial=-np.inf) for a, b in zip(start, end)])
+    inner = np.where(np.isfinite(inner), inner, 0.0)
+    single = end - start == 1
+    ok = single | (((span[:, 2] - span[:, 0]) <= MAX_ARC_WIDTH * line.height)
+                   & (inner <= MAX_GAP_INSIDE_ARC * line.height))
+    start, end, span, inner = start[ok], end[ok], span[ok], inner[ok]
+    clip = 2.0 * line.height  # the gap to a far neighbour says no more than a wide gap
+    feats = arc_features(span, np.minimum(gaps[start], clip), np.minimum(gaps[end], clip),
+                         inner, end - start, line)
+    return start, end, span, feats
+
+
+def segment_field(gray: np.ndarray, deskew: bool = True) -> Segmentation:
+    """Segmentation graph of an amount-field image (H, W) uint8 greyscale, paper light.
+
+    Raises ValueError when the field holds no ink.
+    """
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise TypeError(f"expected a 2-D uint8 greyscale field, got {gray.dtype} {gray.shape}")
+    ink = ink_of(gray)
+    mask = remove_rules(binarize(ink))
+    angle = estimate_skew(mask) if deskew else 0.0
+    if angle != 0.0:
+        ink = rotate(ink, angle, cv2.INTER_LINEAR)
+        mask = remove_rules(rotate(mask.astype(np.uint8), angle, cv2.INTER_NEAREST) > 0)
+    pieces, line = find_pieces(mask)
+    count = int(pieces.max())
+    boxes = piece_boxes(pieces, count)
+    start, end, span, feats = build_arcs(boxes, line)
+    xywh = np.stack([span[:, 0], span[:, 1], span[:, 2] - span[:, 0], span[:, 3] - span[:, 1]], 1)
+    cut_x = np.concatenate([[boxes[0, 0]], (boxes[:-1, 2] + boxes[1:, 0]) / 2, [boxes[-1, 2]]])
+    return Segmentation(pieces=pieces, ink=ink, line=line, arc_start=start, arc_end=end,
+                        boxes=xywh.astype(np.int64), features=feats,
+                        cut_x=cut_x.astype(np.float32), angle=angle)

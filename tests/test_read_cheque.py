@@ -1,0 +1,121 @@
+"""The read_cheque command line: output formats, exit codes, and every kind of bad input."""
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.read_cheque import main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE = SAMPLES / "00003.png"
+
+
+def huge_png(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height pixels (the pixel data is a stub)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image at all")
+    data = SAMPLE.read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 3])
+    huge_png(tmp_path / "huge.png", 100_000, 100_000)
+    Image.fromarray(np.full((700, 1600), 235, np.uint8)).save(tmp_path / "blank.png")
+    (tmp_path / "folder").mkdir()
+    return {name: tmp_path / name for name in
+            ["empty.png", "text.png", "truncated.png", "huge.png", "blank.png", "folder",
+             "missing.png"]}
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_output_has_the_contract_keys(capsys):
+    code, out, _ = run(capsys, SAMPLE, "--json")
+    (line,) = out.splitlines()
+    record = json.loads(line)
+    assert set(record) == {"path", "amount", "text", "confidence", "rejected", "field_box",
+                           "error"}
+    assert record["path"] == str(SAMPLE) and record["error"] is None
+    assert 0.0 <= record["confidence"] <= 1.0
+    assert len(record["field_box"]) == 4
+    assert code == (1 if record["rejected"] else 0)
+
+
+def test_plain_output_is_path_amount_confidence(capsys):
+    code, out, _ = run(capsys, SAMPLE, SAMPLES / "00004.png", "--reject-below", "0")
+    lines = out.splitlines()
+    assert len(lines) == 2 and code == 0
+    for line, path in zip(lines, [SAMPLE, SAMPLES / "00004.png"]):
+        p, amount, conf = line.split("\t")
+        assert p == str(path) and amount != "REJECT" and 0.0 <= float(conf) <= 1.0
+
+
+def test_every_bad_input_is_an_error_and_the_good_one_is_still_read(capsys, bad_inputs):
+    paths = list(bad_inputs.values()) + [SAMPLE]
+    code, out, _ = run(capsys, *paths, "--json")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in records] == [str(p) for p in paths]
+    errors = {Path(r["path"]).name: r["error"] for r in records}
+    assert "empty" in errors["empty.png"]
+    assert "not an image" in errors["text.png"]
+    assert "corrupt or truncated" in errors["truncated.png"]
+    assert "limit of 40,000,000 pixels" in errors["huge.png"]
+    assert "no handwriting" in errors["blank.png"]
+    assert "directory" in errors["folder"]
+    assert "does not exist" in errors["missing.png"]
+    assert records[-1]["error"] is None and records[-1]["text"]
+    assert all(r["rejected"] for r in records[:-1])
+    assert code == 1
+
+
+def test_plain_mode_reports_failures_on_stderr(capsys, bad_inputs):
+    code, out, err = run(capsys, bad_inputs["empty.png"])
+    assert out.strip().split("\t")[1] == "REJECT"
+    assert "empty" in err and "Traceback" not in err and code == 1
+
+
+@pytest.mark.parametrize("argv", [["--grammar", "fr"], ["--reject-below", "1.5"], [],
+                                  ["--weights", "/nonexistent/weights.pt"]])
+def test_usage_errors_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        code = main([*argv, str(SAMPLE)] if argv else [])
+        raise SystemExit(code)
+    assert exit_.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_field_mode_and_explain_picture(capsys, tmp_path):
+    from pipelines.cheques import generate_cheque
+
+    field = generate_cheque(5, "test", fields_only=True)
+    Image.fromarray(field.image).save(tmp_path / "field.png")
+    picture = tmp_path / "explain.png"
+    code, out, _ = run(capsys, tmp_path / "field.png", "--field", "--json", "--explain", picture)
+    record = json.loads(out)
+    assert record["error"] is None and record["text"]
+    assert picture.exists() and Image.open(picture).size[0] >= 900
+
+
+def test_real_subprocess_run():
+    proc = subprocess.run([sys.executable, "-m", "pipelines.read_cheque", str(SAMPLE)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.stdout.startswith(str(SAMPLE) + "\t")

@@ -1,0 +1,69 @@
+"""The reader as a library: reading arrays and files, the shipped weights on the samples."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gtn
+from pipelines.images import as_gray
+from pipelines.reader import load_reader, prepare, read_cheque
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+LABELS = [json.loads(line) for line in (SAMPLES / "labels.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return load_reader()
+
+
+def test_shipped_reader_reads_the_samples(reader):
+    """The shipped weights on the twelve samples (each with its label's grammar). The bar is
+    what the shipped reader measured on them when it was made, not the issue's 90% target,
+    which the shipped reader does not reach (see the README's measurements)."""
+    right = [read_cheque(SAMPLES / rec["file"], reader, grammar=rec["grammar"]).amount
+             == rec["amount"] for rec in LABELS]
+    assert sum(right) >= 5, right
+
+
+def test_reading_an_array_gives_the_same_answer_as_the_file(reader):
+    from PIL import Image
+
+    path = SAMPLES / LABELS[3]["file"]
+    gray = np.asarray(Image.open(path).convert("L"))
+    a, b = read_cheque(path, reader), read_cheque(gray, reader)
+    assert (a.amount, a.text, a.field_box) == (b.amount, b.text, b.field_box)
+    assert abs(a.confidence - b.confidence) < 1e-6
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    assert read_cheque(rgb, reader).amount == a.amount
+
+
+def test_bad_arrays_are_refused():
+    with pytest.raises(TypeError, match="numpy"):
+        as_gray([[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match="shape"):
+        as_gray(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ValueError, match="no handwriting"):
+        prepare(np.full((700, 1600), 240, np.uint8))
+
+
+def test_the_reader_is_differentiable_end_to_end(reader):
+    """Gradients of the discriminative forward criterion reach every learnable module."""
+    prep = prepare(np.asarray(__import__("PIL.Image").Image.open(
+        SAMPLES / LABELS[3]["file"]).convert("L")), field_scorer=reader.field_scorer)
+    reader.zero_grad()
+    from pipelines.grammar import amount_to_labels
+
+    (full,) = reader.amount_graphs([prep], "us")
+    constrained = gtn.compose(full, gtn.linear_graph(amount_to_labels(LABELS[3]["amount"])))
+    loss = gtn.forward_loss([constrained], [full]).sum()
+    loss.backward()
+    for name, module in [("recognizer", reader.recognizer),
+                         ("segment_scorer", reader.segment_scorer),
+                         ("grammar", reader.grammars["us"])]:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+    assert torch.isfinite(loss)

@@ -1,0 +1,72 @@
+"""The recognition transformer's interpretation graph against brute-force path enumeration."""
+
+import itertools
+from types import SimpleNamespace
+
+import torch
+
+import gtn
+from pipelines.charset import NUM_CLASSES
+from pipelines.recognition import SegmentScorer, interpretation_graph
+from pipelines.segmentation import NUM_FEATURES
+
+
+def fake_field(arcs, pieces):
+    start, end = zip(*arcs)
+    return SimpleNamespace(arc_start=torch.tensor(start).numpy(), arc_end=torch.tensor(end).numpy(),
+                           num_pieces=pieces, num_arcs=len(arcs))
+
+
+def brute_force(fields, cls, seg, field_scores):
+    """Best and log-sum-exp of all (field, segmentation, class sequence) paths."""
+    scores = []
+    for k, f in enumerate(fields):
+        arcs = list(zip(f.arc_start.tolist(), f.arc_end.tolist()))
+        def paths(node):
+            if node == f.num_pieces:
+                yield []
+            for a, (s, e) in enumerate(arcs):
+                if s == node:
+                    for rest in paths(e):
+                        yield [a] + rest
+        for path in paths(0):
+            for labels in itertools.product(range(NUM_CLASSES), repeat=len(path)):
+                scores.append(float(field_scores[k]) - sum(
+                    float(cls[k][a, c] + seg[k][a]) for a, c in zip(path, labels)))
+    return max(scores), torch.logsumexp(torch.tensor(scores, dtype=torch.float64), 0)
+
+
+def test_interpretation_graph_scores_every_path_once():
+    torch.manual_seed(0)
+    fields = [fake_field([(0, 1), (1, 2), (0, 2)], 2), fake_field([(0, 1)], 1)]
+    cls = [torch.rand(3, NUM_CLASSES, dtype=torch.float64) * 3,
+           torch.rand(1, NUM_CLASSES, dtype=torch.float64) * 3]
+    seg = [torch.rand(3, dtype=torch.float64), torch.rand(1, dtype=torch.float64)]
+    field_scores = torch.log_softmax(torch.tensor([0.3, -0.2], dtype=torch.float64), 0)
+    g = interpretation_graph(fields, cls, seg, field_scores)
+    assert g.num_arcs == 4 * NUM_CLASSES
+    best, total = brute_force(fields, cls, seg, field_scores)
+    assert torch.allclose(gtn.viterbi_score(g), torch.tensor(best, dtype=torch.float64))
+    assert torch.allclose(gtn.forward_score(g), total)
+    # Payload names the segment arc over all fields: 0..2 for field 0, 3 for field 1.
+    assert sorted(set(g.payload.tolist())) == [0, 1, 2, 3]
+
+
+def test_gradients_reach_recognizer_and_segment_penalties():
+    fields = [fake_field([(0, 1), (1, 2), (0, 2)], 2)]
+    cls = [torch.rand(3, NUM_CLASSES, requires_grad=True)]
+    seg = [torch.rand(3, requires_grad=True)]
+    g = interpretation_graph(fields, cls, seg, torch.zeros(1))
+    gtn.forward_score(g).backward()
+    # Each arc's posterior is minus the gradient of its penalty; per segment arc they sum to
+    # the probability that the path uses it, and the two segmentations share all the mass.
+    used = -cls[0].grad.sum(1)
+    assert torch.allclose(used[0], used[1], atol=1e-5)
+    assert torch.allclose(used[0] + used[2], torch.tensor(1.0), atol=1e-5)
+    assert torch.allclose(seg[0].grad, cls[0].grad.sum(1), atol=1e-5)
+
+
+def test_segment_scorer_gives_nonnegative_penalties():
+    scorer = SegmentScorer()
+    pen = scorer(torch.randn(7, NUM_FEATURES))
+    assert pen.shape == (7,) and (pen >= 0).all()

@@ -1,0 +1,65 @@
+"""Segmentation graph: touching digits get the right cut; the graph covers the ink exactly."""
+
+import numpy as np
+import pytest
+
+from pipelines.mnist import load_mnist
+from pipelines.segmentation import segment_field
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_mnist("test")
+
+
+def touching_pair(digits, i, j, overlap):
+    """Two MNIST digits pushed together by `overlap` px (ink max), 2x enlarged, with the
+    ink mask of each digit in the field."""
+    import cv2
+
+    a, b = (digits.images[k][:, digits.images[k].any(0)] for k in (i, j))
+    width = a.shape[1] + b.shape[1] - overlap + 20
+    left = np.zeros((28, width), np.uint8)
+    right = np.zeros((28, width), np.uint8)
+    left[:, 10 : 10 + a.shape[1]] = a
+    right[:, 10 + a.shape[1] - overlap : 10 + a.shape[1] - overlap + b.shape[1]] = b
+    both = np.maximum(left, right)
+    up = lambda x: cv2.resize(x, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)  # noqa: E731
+    field = np.pad(255 - up(both), 12, constant_values=255)
+    pad = lambda x: np.pad(up(x), 12) > 128  # noqa: E731
+    return field, pad(left) & ~pad(right), pad(right) & ~pad(left)
+
+
+@pytest.mark.parametrize("pair", [(3, 2), (10, 13), (25, 28), (0, 11), (4, 7), (1, 2), (8, 9)])
+def test_touching_digits_have_the_right_cut(digits, pair):
+    field, only_a, only_b = touching_pair(digits, *pair, overlap=1)
+    seg = segment_field(field, deskew=False)
+    ids = seg.pieces
+    # Some node splits the pieces so that each digit's own ink is (almost all) on its side.
+    best = 0.0
+    for node in range(1, seg.num_pieces):
+        left_ok = ((ids > 0) & (ids <= node) & only_a).sum() / only_a.sum()
+        right_ok = ((ids > node) & only_b).sum() / only_b.sum()
+        best = max(best, min(left_ok, right_ok))
+    assert best > 0.9, f"no cut separates the digits (best {best:.2f})"
+
+
+def test_every_piece_is_covered_by_single_arcs_and_ink_is_kept(digits):
+    field, only_a, only_b = touching_pair(digits, 5, 6, overlap=2)
+    seg = segment_field(field, deskew=False)
+    singles = {(int(s), int(e)) for s, e in zip(seg.arc_start, seg.arc_end) if e - s == 1}
+    assert singles == {(k, k + 1) for k in range(seg.num_pieces)}
+    assert (seg.arc_end > seg.arc_start).all()
+    ink = field < 128
+    assert (seg.pieces[ink] > 0).mean() > 0.97  # cuts and rule removal lose almost no ink
+    assert seg.features.shape == (seg.num_arcs, 9)
+
+
+def test_blank_field_is_refused():
+    with pytest.raises(ValueError, match="no ink"):
+        segment_field(np.full((60, 200), 255, np.uint8))
+
+
+def test_wrong_type_is_refused():
+    with pytest.raises(TypeError, match="uint8"):
+        segment_field(np.zeros((60, 200), np.float32))
