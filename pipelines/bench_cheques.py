@@ -22,7 +22,7 @@ import torch
 from pipelines.amounts import GRAMMARS
 from pipelines.metrics import (edit_distance, error_at_reject, error_reject_curve, iou,
                                segmentation_correct)
-from pipelines.reader import Reading, decode_batch, load_reader, prepare
+from pipelines.reader import Reading, decode_batch, load_reader, prepare_all
 
 BATCH = 32
 
@@ -61,23 +61,25 @@ def folder_cases(folder: Path, n: int) -> list[Case]:
 
 
 def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, grammar: str | None,
-               threads: int) -> tuple[list[Reading], float]:
-    """Readings of every case and the wall time spent (decode + prepare + graphs)."""
+               threads: int, workers: int = 2) -> tuple[list[Reading], float]:
+    """Readings of every case and the wall time spent (PNG decoding, image analysis in
+    `workers` processes, LeNet and graphs in this one, in batches of BATCH)."""
     torch.set_num_threads(threads)
     reader = load_reader(weights)
     readings: list[Reading] = []
     start = time.perf_counter()
+    prepared = prepare_all([c.png for c in cases], is_field, reader.field_scorer, workers)
     for at in range(0, len(cases), BATCH):
         chunk = cases[at : at + BATCH]
         by_grammar: dict[str, list[int]] = {}
         preps, done = {}, {}
         for i, case in enumerate(chunk):
-            gray = cv2.imdecode(np.frombuffer(case.png, np.uint8), cv2.IMREAD_GRAYSCALE)
-            try:
-                preps[i] = prepare(gray, is_field=is_field, field_scorer=reader.field_scorer)
+            prep = next(prepared)
+            if isinstance(prep, str):
+                done[i] = Reading(None, None, 0.0, True, None, error=prep)
+            else:
+                preps[i] = prep
                 by_grammar.setdefault(grammar or case.grammar, []).append(i)
-            except ValueError as err:
-                done[i] = Reading(None, None, 0.0, True, None, error=str(err))
         for g, ids in by_grammar.items():
             for i, r in zip(ids, decode_batch(reader, [preps[i] for i in ids], g)):
                 done[i] = r
@@ -147,6 +149,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes for the image analysis (2; 1 = all in this process)")
     p.add_argument("--curve", type=Path, default=Path("error_reject.png"),
                    help="error-reject curve picture (error_reject.png)")
     p.add_argument("--out", type=Path, help="write the metrics as JSON")
@@ -162,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = (folder_cases(args.data, args.n) if args.data
                  else synthetic_cases(args.n, args.seed, args.field, args.format))
         readings, seconds = run_reader(cases, args.weights, args.field, args.grammar,
-                                       args.threads)
+                                       args.threads, args.workers)
     except ValueError as err:
         print(f"benchmark cheques: {err}", file=sys.stderr)
         return 2

@@ -58,7 +58,7 @@ def _page_panel(gray: np.ndarray, prep: Prepared, k: int, width: int) -> np.ndar
 def _text_panel(reading: Reading, width: int) -> np.ndarray:
     lines = [f"amount {reading.amount}  text {reading.text!r}  confidence "
              f"{reading.confidence:.3f}{'  REJECTED' if reading.rejected else ''}"]
-    lines += [f"alternative {i + 1}: {a}  (path score {s:.2f})"
+    lines += [f"n-best {i + 1}: {a}  (best path score {s:.2f})"
               for i, (a, s) in enumerate(reading.alternatives)]
     panel = np.full((24 * len(lines) + 10, width, 3), 255, np.uint8)
     for i, line in enumerate(lines):

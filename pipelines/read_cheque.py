@@ -34,6 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", type=Path, metavar="OUT.png",
                    help="draw the field, cuts, chosen segments and alternatives")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for the image analysis of many inputs (1)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: the graphs are many small operations)")
     return p
@@ -67,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     import torch
 
-    from pipelines.images import ImageError, load_gray
+    from pipelines.images import load_gray
     from pipelines.reader import (DEFAULT_REJECT_BELOW, Reading, decode_batch, load_reader,
-                                  prepare)
+                                  prepare_all)
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -91,20 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         progress = tqdm(total=len(args.paths), unit="cheque", file=sys.stderr)
     status = EXIT_OK
+    prepared = prepare_all(args.paths, args.field, reader.field_scorer, args.workers)
     for at in range(0, len(args.paths), BATCH):
         chunk = args.paths[at : at + BATCH]
         results: dict[int, Reading] = {}
         ready, ready_ids = [], []
         for i, path in enumerate(chunk):
-            try:
-                ready.append(prepare(load_gray(path), is_field=args.field,
-                                     field_scorer=reader.field_scorer))
+            prep = next(prepared)
+            if isinstance(prep, str):
+                results[i] = Reading(None, None, 0.0, True, None, error=prep)
+            else:
+                ready.append(prep)
                 ready_ids.append(i)
-            except (ImageError, ValueError) as err:
-                results[i] = Reading(None, None, 0.0, True, None, error=str(err))
-            except Exception as err:  # a reader bug must not stop the other inputs
-                results[i] = Reading(None, None, 0.0, True, None,
-                                     error=f"could not read {path}: {type(err).__name__}: {err}")
         if ready:
             want_alternatives = 3 if args.explain else 0
             for i, prep, reading in zip(ready_ids, ready, decode_batch(

@@ -257,3 +257,56 @@ def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = No
     reader = reader if reader is not None else load_reader()
     prep = prepare(gray, is_field=is_field, field_scorer=reader.field_scorer)
     return decode_batch(reader, [prep], grammar, reject_below)[0]
+
+
+_WORKER_FIELD_SCORER: FieldScorer | None = None
+
+
+def _init_worker(scorer_state: dict[str, Tensor]) -> None:
+    global _WORKER_FIELD_SCORER
+    torch.set_num_threads(1)
+    _WORKER_FIELD_SCORER = FieldScorer()
+    _WORKER_FIELD_SCORER.load_state_dict(scorer_state)
+
+
+def prepare_source(source: bytes | str | Path, is_field: bool,
+                   field_scorer: FieldScorer | None) -> Prepared | str:
+    """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message."""
+    import cv2
+
+    from pipelines.images import ImageError, load_gray
+
+    try:
+        if isinstance(source, bytes):
+            gray = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_GRAYSCALE)
+            if gray is None:
+                return "the image bytes could not be decoded"
+        else:
+            gray = load_gray(source)
+        return prepare(gray, is_field=is_field, field_scorer=field_scorer)
+    except (ImageError, ValueError) as err:
+        return str(err)
+    except Exception as err:  # a reader bug must not stop the other inputs
+        return f"could not read {source if not isinstance(source, bytes) else 'image'}: " \
+               f"{type(err).__name__}: {err}"
+
+
+def _prepare_in_worker(job: tuple[bytes | str | Path, bool]) -> Prepared | str:
+    return prepare_source(job[0], job[1], _WORKER_FIELD_SCORER)
+
+
+def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
+                field_scorer: FieldScorer, workers: int = 1):  # type: ignore[no-untyped-def]
+    """Yield `prepare_source` of each source in order; with workers > 1 the image analysis
+    runs in that many processes while the caller decodes what is ready."""
+    if workers <= 1 or len(sources) < 2:
+        for s in sources:
+            yield prepare_source(s, is_field, field_scorer)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    state = {k: v.detach().clone() for k, v in field_scorer.state_dict().items()}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(state,)) as pool:
+        yield from pool.map(_prepare_in_worker, [(s, is_field) for s in sources], chunksize=4)

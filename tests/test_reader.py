@@ -26,7 +26,7 @@ def test_shipped_reader_reads_the_samples(reader):
     which the shipped reader does not reach (see the README's measurements)."""
     right = [read_cheque(SAMPLES / rec["file"], reader, grammar=rec["grammar"]).amount
              == rec["amount"] for rec in LABELS]
-    assert sum(right) >= 5, right
+    assert sum(right) >= 10, right  # the shipped reader reads 11 of the 12
 
 
 def test_reading_an_array_gives_the_same_answer_as_the_file(reader):
