@@ -217,6 +217,23 @@ def _compose_unfiltered(a: Graph, b: Graph) -> tuple[Graph, Tensor]:
     return g, p[keep]
 
 
+def _product_arcs(a: Graph, b: Graph, ia: Tensor, ib: Tensor
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Labels, weight and payload of composed arcs made of ``a``'s arcs ``ia`` and ``b``'s
+    arcs ``ib`` (-1: that side stays put on an epsilon and adds nothing)."""
+    has_a, has_b = ia >= 0, ib >= 0
+    ia0, ib0 = ia.clamp(min=0), ib.clamp(min=0)
+    zero = a.weight.new_zeros(())
+    wa = torch.where(has_a, a.weight[ia0], zero) if a.num_arcs else zero.expand(ia.shape)
+    wb = torch.where(has_b, b.weight[ib0], zero) if b.num_arcs else zero.expand(ib.shape)
+    ilab = torch.where(has_a, a.ilabel[ia0] if a.num_arcs else ia, EPSILON)
+    olab = torch.where(has_b, b.olabel[ib0] if b.num_arcs else ib, EPSILON)
+    payload = None
+    if a.payload is not None:
+        payload = torch.where(has_a, a.payload[ia0] if a.num_arcs else ia, -1)
+    return ilab, olab, wa + wb.to(wa.dtype), payload
+
+
 def _assemble(a: Graph, b: Graph, keep: Tensor, start: Tensor, accept: Tensor, src: Tensor,
               dst: Tensor, ia: Tensor, ib: Tensor) -> Graph:
     """The composed graph on states ``keep`` (n,) bool with arcs from ``a``'s arcs ``ia`` and
@@ -225,18 +242,9 @@ def _assemble(a: Graph, b: Graph, keep: Tensor, start: Tensor, accept: Tensor, s
     n = int(keep.sum())
     if n == 0:
         start, accept = torch.tensor([True]), torch.tensor([False])
-    has_a, has_b = ia >= 0, ib >= 0
-    ia0, ib0 = ia.clamp(min=0), ib.clamp(min=0)
-    zero = a.weight.new_zeros(())
-    wa = torch.where(has_a, a.weight[ia0], zero) if a.num_arcs else zero.expand(ia.shape)
-    wb = torch.where(has_b, b.weight[ib0], zero) if b.num_arcs else zero.expand(ib.shape)
-    ilab = torch.where(has_a, a.ilabel[ia0] if a.num_arcs else ia, EPSILON)
-    olab = torch.where(has_b, b.olabel[ib0] if b.num_arcs else ib, EPSILON)
-    payload = None
-    if a.payload is not None:
-        payload = torch.where(has_a, a.payload[ia0] if a.num_arcs else ia, -1)
-    return Graph(max(n, 1), start, accept, new_id[src], new_id[dst], ilab, olab,
-                 wa + wb.to(wa.dtype), payload, a.isymbols, b.osymbols)
+    ilab, olab, weight, payload = _product_arcs(a, b, ia, ib)
+    return Graph(max(n, 1), start, accept, new_id[src], new_id[dst], ilab, olab, weight,
+                 payload, a.isymbols, b.osymbols)
 
 
 def _build(a: Graph, b: Graph, keys: Tensor, src: Tensor, dst: Tensor, ia: Tensor,
@@ -245,18 +253,9 @@ def _build(a: Graph, b: Graph, keys: Tensor, src: Tensor, dst: Tensor, ia: Tenso
     p, q = keys // 3 // Sb, keys // 3 % Sb
     start = a.start[p] & b.start[q] & (keys % 3 == 0)
     accept = a.accept[p] & b.accept[q]
-    has_a, has_b = ia >= 0, ib >= 0
-    ia0, ib0 = ia.clamp(min=0), ib.clamp(min=0)
-    zero = a.weight.new_zeros(())
-    wa = torch.where(has_a, a.weight[ia0], zero) if a.num_arcs else zero.expand(ia.shape)
-    wb = torch.where(has_b, b.weight[ib0], zero) if b.num_arcs else zero.expand(ib.shape)
-    ilab = torch.where(has_a, a.ilabel[ia0] if a.num_arcs else ia, EPSILON)
-    olab = torch.where(has_b, b.olabel[ib0] if b.num_arcs else ib, EPSILON)
-    payload = None
-    if a.payload is not None:
-        payload = torch.where(has_a, a.payload[ia0] if a.num_arcs else ia, -1)
+    ilab, olab, weight, payload = _product_arcs(a, b, ia, ib)
     g = Graph(int(keys.shape[0]), start, accept, torch.searchsorted(keys, src),
-              torch.searchsorted(keys, dst), ilab, olab, wa + wb.to(wa.dtype), payload,
+              torch.searchsorted(keys, dst), ilab, olab, weight, payload,
               a.isymbols, b.osymbols)
     return trim(g)
 

@@ -19,8 +19,9 @@ left out of the loss. The recognizer stays in eval mode (frozen batch-norm stati
 dropout): batches of candidate characters from a few fields are small and far from i.i.d., so
 batch statistics would be noisy; `--recognizer-train-mode` turns this off.
 
-Runs unchanged under `torchrun --nproc_per_node=N` (DistributedDataParallel, gloo on CPU, nccl
-on GPUs): every rank takes its shard (`batch[rank::N]`) of each global batch.
+Runs unchanged under `torchrun --nproc_per_node=N` (DistributedDataParallel over gloo: the reader
+trains on the CPU, also on machines with GPUs, so nccl, which reduces only CUDA tensors, is not
+used): every rank takes its shard (`batch[rank::N]`) of each global batch.
 """
 
 from __future__ import annotations
@@ -320,8 +321,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _init_distributed() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
+        # The reader trains on the CPU (its graphs are CPU work), so its gradients are CPU
+        # tensors: gloo, even on a machine with GPUs (nccl only reduces CUDA tensors).
+        torch.distributed.init_process_group("gloo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
