@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +9,9 @@ import torch
 
 from pipelines.field_training import DEFAULT_WEIGHTS, is_good, load_scorer
 from pipelines.fields import NUM_FIELD_FEATURES, FieldScorer, propose_fields, whole_image_field
+from pipelines.mnist import mnist_dir
 
-os.environ.setdefault("MNIST_DIR", "/work/shared/data/mnist")
-HAVE_MNIST = Path(os.environ["MNIST_DIR"]).is_dir()
+HAVE_MNIST = (mnist_dir() / "t10k-images-idx3-ubyte.gz").is_file()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="MNIST_DIR holds no MNIST")
 SEEDS = [(0, "us", False), (1, "eu", False), (2, "us", True), (3, "eu", True)]
 
