@@ -25,7 +25,8 @@ from .viterbi import viterbi_path, viterbi_paths
 
 __all__ = [
     "COUNT", "EPSILON", "LOG", "MAX", "TROPICAL", "Graph", "Semiring", "SymbolTable",
-    "arc_posteriors", "closure", "compose", "compose_many", "concat", "discriminative_viterbi_loss", "draw",
+    "arc_posteriors", "closure", "compose", "compose_many", "concat",
+    "discriminative_viterbi_loss", "draw",
     "forward_loss", "forward_loss_constrained", "forward_score", "intersect", "kbest",
     "linear_graph", "nbest", "project_input", "project_output", "prune", "remove_epsilon",
     "shortest_distance", "to_dot", "to_networkx", "trim", "union", "viterbi_loss",

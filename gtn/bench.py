@@ -163,7 +163,7 @@ def run_benchmark(dtype: torch.dtype = torch.float64, budget: float = 1.0) -> li
         rows.append(dict(op=op, size=size, batch=batch, seconds=ours, peer_seconds=peer,
                          ratio=None if peer is None else ours / peer, scores_agree=ok))
 
-    for name, size, gs in cases:
+    for _name, size, gs in cases:
         for g in gs:
             g.state_levels()
         arg: Graph | list[Graph] = gs[0] if len(gs) == 1 else gs

@@ -85,7 +85,8 @@ def draw(g: Graph, path: str | Path) -> Path:
         nx.draw_networkx_edges(G, pos, edgelist=[(s, d)], ax=ax,
                                connectionstyle=f"arc3,rad={rad}")
         (x0, y0), (x1, y1) = pos[s], pos[d]
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2 - rad * max(abs(x1 - x0), 0.5) / 2, data["label"], fontsize=7,
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2 - rad * max(abs(x1 - x0), 0.5) / 2, data["label"],
+                fontsize=7,
                 ha="center")
     ys = [y for _, y in pos.values()]
     ax.set_ylim(min(ys) - 1.0, max(ys) + 1.0)

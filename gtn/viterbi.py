@@ -59,7 +59,7 @@ def path_graph(g: Graph, idx: Tensor) -> Graph:
 def _level_paths(gs: list[Graph]) -> list[list[int]]:
     plan = make_plan(gs)
     weight = torch.cat([g.weight.detach() for g in gs])
-    A, N = plan.num_arcs, plan.num_states
+    A = plan.num_arcs
     alpha_np, back_np = _level_argmax(plan, weight.cpu().numpy())
     alpha, back = torch.from_numpy(alpha_np), torch.from_numpy(back_np)
     end = MAX.scatter_argmax(alpha[plan.final_pos], plan.final_graph, len(gs))

@@ -20,8 +20,13 @@ import numpy as np
 import torch
 
 from pipelines.amounts import GRAMMARS
-from pipelines.metrics import (edit_distance, error_at_reject, error_reject_curve, iou,
-                               segmentation_correct)
+from pipelines.metrics import (
+    edit_distance,
+    error_at_reject,
+    error_reject_curve,
+    iou,
+    segmentation_correct,
+)
 from pipelines.reader import Reading, decode_batch, load_reader, prepare_all
 
 BATCH = 32

@@ -1,4 +1,5 @@
-"""`python -m pipelines.benchmark mnist`: MNIST test error, confusions and CPU speed of a recognizer.
+"""`python -m pipelines.benchmark mnist`: MNIST test error, confusions and CPU speed of a
+recognizer.
 
 All 10,000 MNIST TEST digits, normalised the paper's way (`to_lenet_input(patch)`, which on an
 MNIST digit is its 28x28 image re-centred and padded to 32x32). A digit counts as wrong when the

@@ -228,7 +228,6 @@ def rubbish_images(digits: np.ndarray, n: int, rng: np.random.Generator,
     for i in range(n):
         k = int(rng.integers(len(kinds)))
         img = kinds[k](digits, rng)
-        underline = kinds[k] is _rub_lines and img.shape[0] > CELL_HEIGHT
         whole = kinds[k] in (_rub_pair, _rub_neighbour)
         paper = whole and rng.random() < paper_fraction
         out[i] = normalise(img, LINE_TOP, LINE_HEIGHT, rng, paper)
@@ -246,7 +245,8 @@ def build_chars(digits: np.ndarray, labels: np.ndarray, n_per_symbol: int, n_rub
         classes.append(np.full(n_per_symbol, CLASS_INDEX[ch], np.int64))
     parts.append(rubbish_images(digits, n_rubbish, rng, paper_fraction))
     classes.append(np.full(n_rubbish, RUBBISH, np.int64))
-    return CharData(torch.from_numpy(np.concatenate(parts)), torch.from_numpy(np.concatenate(classes)))
+    return CharData(torch.from_numpy(np.concatenate(parts)),
+                    torch.from_numpy(np.concatenate(classes)))
 
 
 def mnist_inputs(images: np.ndarray) -> torch.Tensor:

@@ -13,7 +13,7 @@ import csv
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -63,7 +63,7 @@ class BadRowsError(ValueError):
                          + "\n".join(f"  {r}" for r in self.rows))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _grammar_graph(name: str) -> gtn.Graph:
     g = AmountGrammar(name).graph()
     return g.replace(weight=g.weight.detach())

@@ -32,7 +32,8 @@ class DistortConfig:
     prob: float = 0.8  # fraction of images distorted; the rest pass unchanged
 
 
-def _uniform(n: int, half: float, gen: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _uniform(n: int, half: float, gen: torch.Generator | None,
+             device: torch.device) -> torch.Tensor:
     return (torch.rand(n, generator=gen, device=device) * 2 - 1) * half
 
 

@@ -17,8 +17,18 @@ from multiprocessing import get_context
 
 from tqdm import tqdm
 
-from pipelines.cheques import (FORMATS, derive_seed, encode_png, file_name, generate_cheque,
-                               is_bitonal, mnist_split, prepare_dir, to_label, write_records)
+from pipelines.cheques import (
+    FORMATS,
+    derive_seed,
+    encode_png,
+    file_name,
+    generate_cheque,
+    is_bitonal,
+    mnist_split,
+    prepare_dir,
+    to_label,
+    write_records,
+)
 from pipelines.cli import EXIT_USAGE
 from pipelines.mnist import SPLITS
 

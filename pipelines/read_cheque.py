@@ -70,8 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from pipelines.images import load_gray
-    from pipelines.reader import (DEFAULT_REJECT_BELOW, Reading, decode_batch, load_reader,
-                                  prepare_all)
+    from pipelines.reader import (
+        DEFAULT_REJECT_BELOW,
+        Reading,
+        decode_batch,
+        load_reader,
+        prepare_all,
+    )
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -98,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chunk = args.paths[at : at + BATCH]
         results: dict[int, Reading] = {}
         ready, ready_ids = [], []
-        for i, path in enumerate(chunk):
+        for i in range(len(chunk)):
             prep = next(prepared)
             if isinstance(prep, str):
                 results[i] = Reading(None, None, 0.0, True, None, error=prep)

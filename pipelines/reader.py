@@ -20,7 +20,7 @@ from pipelines.amounts import GRAMMARS
 from pipelines.charimage import to_lenet_batch
 from pipelines.charset import CLASSES, RUBBISH
 from pipelines.fields import FieldCandidate, FieldScorer, propose_fields, whole_image_field
-from pipelines.grammar import CENTS_OPEN, AmountGrammar, labels_to_amount
+from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.recognition import SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
 from pipelines.segmentation import Segmentation, segment_field
@@ -194,8 +194,6 @@ def decode_batch(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
                                                           batch)]
     scored = [i for i, r in enumerate(readings) if r.amount is not None]
     if scored:
-        from pipelines.grammar import amount_to_labels
-
         constrained = [gtn.compose(graphs[i], gtn.linear_graph(amount_to_labels(
             readings[i].amount))) for i in scored]  # type: ignore[arg-type]
         post = gtn.forward_score(constrained) - gtn.forward_score([graphs[i] for i in scored])

@@ -53,7 +53,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"recognizer weights {path} are corrupt or not a checkpoint: {first}") from None
+        raise ValueError(
+            f"recognizer weights {path} are corrupt or not a checkpoint: {first}") from None
     if not isinstance(ckpt, dict) or not {"arch", "state_dict"} <= ckpt.keys():
         raise ValueError(f"recognizer weights {path} are not a checkpoint dict with 'arch' and "
                          f"'state_dict'")
@@ -63,7 +64,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_recognizer(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def load_recognizer(path: str | Path | None = None,
+                    device: str | torch.device = "cpu") -> nn.Module:
     """A trained recognizer in eval mode on `device` (default: the shipped `DEFAULT_WEIGHTS`)."""
     path = DEFAULT_WEIGHTS if path is None else Path(path)
     ckpt = read_checkpoint(path)
@@ -72,5 +74,6 @@ def load_recognizer(path: str | Path | None = None, device: str | torch.device =
         model.load_state_dict(ckpt["state_dict"])
     except (ValueError, RuntimeError, TypeError) as err:
         first = str(err).strip().splitlines()[0]
-        raise ValueError(f"recognizer weights {path} do not fit their architecture: {first}") from None
+        raise ValueError(
+            f"recognizer weights {path} do not fit their architecture: {first}") from None
     return model.to(device).eval()

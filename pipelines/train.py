@@ -1,4 +1,5 @@
-"""`python -m pipelines.train chars|reader|global ...`: train the recognizer, then the whole reader."""
+"""`python -m pipelines.train chars|reader|global ...`: train the recognizer, then the whole
+reader."""
 
 from __future__ import annotations
 

@@ -41,8 +41,15 @@ import gtn
 from pipelines.amounts import GRAMMARS
 from pipelines.datasets import BadRow, BadRowsError, Example, load_examples
 from pipelines.grammar import amount_to_labels
-from pipelines.reader import (DEFAULT_READER_WEIGHTS, ChequeReader, Prepared, decode_batch,
-                              load_reader, prepare, save_reader)
+from pipelines.reader import (
+    DEFAULT_READER_WEIGHTS,
+    ChequeReader,
+    Prepared,
+    decode_batch,
+    load_reader,
+    prepare,
+    save_reader,
+)
 
 CRITERIA = ("forward", "discriminative-viterbi", "viterbi")
 
@@ -207,7 +214,8 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, preps: Sequenc
         if cfg.clip > 0:
             nn.utils.clip_grad_norm_(params, cfg.clip)
         opt.step()
-        stats = torch.tensor([float(loss.detach()), float(miss), float(len(shard))], dtype=torch.float64)
+        stats = torch.tensor([float(loss.detach()), float(miss), float(len(shard))],
+                             dtype=torch.float64)
         if size > 1:
             torch.distributed.all_reduce(stats)
         total += float(stats[0])

@@ -4,7 +4,8 @@ This is the module-by-module training that global training starts from (paper X:
 on isolated characters, then on characters segmented from cheques, rejecting non-characters):
 1. the isolated-character LeNet (a `train chars` checkpoint) is loaded;
 2. training-split amount fields are generated and over-segmented; each candidate character
-   whose box matches a labelled character (`metrics.boxes_match`) takes that character's class, every
+   whose box matches a labelled character (`metrics.boxes_match`) takes that character's
+   class, every
    other candidate is rubbish;
 3. the segment scorer learns P(candidate is a true character | geometry) on those labels;
 4. LeNet is fine-tuned on the segmented candidates (their labels as in 2);

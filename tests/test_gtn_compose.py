@@ -1,9 +1,9 @@
 from collections import defaultdict
 
 import pytest
-from hypothesis import strategies as st
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
 from test_gtn_helpers import graphs, relation
 
 import gtn

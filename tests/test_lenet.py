@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from pipelines.charset import NUM_CLASSES
-from pipelines.lenet import (C3_TABLE, MAP_J, LeNet5, LeNet5Modern, count_parameters, map_loss,
-                             rbf_bitmaps)
+from pipelines.lenet import (
+    C3_TABLE,
+    MAP_J,
+    LeNet5,
+    LeNet5Modern,
+    count_parameters,
+    map_loss,
+    rbf_bitmaps,
+)
 from pipelines.recognizer import build_model
 
 

@@ -5,12 +5,18 @@ import functools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.metrics import (boxes_match, edit_distance, error_at_reject, error_reject_curve,
-                               iou, segmentation_correct)
+from pipelines.metrics import (
+    boxes_match,
+    edit_distance,
+    error_at_reject,
+    error_reject_curve,
+    iou,
+    segmentation_correct,
+)
 
 
 def slow_edit_distance(a: str, b: str) -> int:
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def d(i: int, j: int) -> int:
         if i == 0 or j == 0:
             return i + j
