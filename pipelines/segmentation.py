@@ -22,7 +22,7 @@ import numpy as np
 MAX_PIECES_PER_ARC = 4
 MAX_ARC_WIDTH = 1.6  # in line heights: wider is never one character
 MAX_GAP_INSIDE_ARC = 0.6  # in line heights: wider gaps separate characters
-WIDE_COMPONENT = 0.85  # in line heights: wider components get cut candidates
+WIDE_COMPONENT = 0.7  # in line heights: wider components get cut candidates
 NUM_FEATURES = 9
 
 

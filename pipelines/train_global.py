@@ -21,7 +21,9 @@ batch statistics would be noisy; `--recognizer-train-mode` turns this off.
 
 Runs unchanged under `torchrun --nproc_per_node=N` (DistributedDataParallel over gloo: the reader
 trains on the CPU, also on machines with GPUs, so nccl, which reduces only CUDA tensors, is not
-used): every rank takes its shard (`batch[rank::N]`) of each global batch.
+used). Each rank owns a fixed shard of the data (`train[rank::N]`, `validation[rank::N]`),
+prepares only that shard (so N processes prepare N times faster and hold 1/N of the images each),
+shuffles it every epoch, and contributes `batch_size // N` examples to each global batch.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -134,26 +136,34 @@ def world() -> tuple[int, int]:
 
 def prepare_all(examples: Sequence[Example], is_field: bool, max_fields: int,
                 reader: ChequeReader, skip_bad: bool, log: Callable[[str], None],
-                desc: str = "preparing") -> tuple[list[Example], list[Prepared]]:
-    """The fixed front of the pipeline of every example, computed once. Images without a
-    readable amount field raise `BadRowsError` (all of them) or, with `skip_bad`, are logged."""
+                desc: str = "preparing", indices: Sequence[int] | None = None,
+                ) -> dict[int, Prepared]:
+    """The fixed front of the pipeline of `examples[i]` for every i in `indices` (default: all),
+    computed once: {i: Prepared}. Images without a readable amount field raise `BadRowsError`
+    (all of them, gathered from every rank) or, with `skip_bad`, are logged and left out."""
     from tqdm import tqdm
 
-    kept, preps, bad = [], [], []
-    show = world()[0] == 0
-    for ex in tqdm(examples, desc=desc, unit="image", file=sys.stderr, disable=not show):
+    rank, size = world()
+    todo = range(len(examples)) if indices is None else indices
+    preps: dict[int, Prepared] = {}
+    bad: list[BadRow] = []
+    for i in tqdm(todo, desc=desc, unit="image", file=sys.stderr, disable=rank != 0):
+        ex = examples[i]
         try:
-            preps.append(prepare(ex.load(), is_field=is_field, max_fields=max_fields,
-                                 field_scorer=reader.field_scorer))
-            kept.append(ex)
+            preps[i] = prepare(ex.load(), is_field=is_field, max_fields=max_fields,
+                               field_scorer=reader.field_scorer)
         except ValueError as err:
             file, _, line = ex.where.rpartition(":")
             bad.append(BadRow(file, int(line) if line.isdigit() else 0, str(err)))
+    if size > 1:  # every rank must see every bad row, to fail or log alike
+        gathered: list[list[BadRow]] = [[] for _ in range(size)]
+        torch.distributed.all_gather_object(gathered, bad)
+        bad = sorted((b for part in gathered for b in part), key=lambda b: (b.file, b.line))
     if bad and not skip_bad:
         raise BadRowsError(bad)
     for row in bad:
         log(f"skipped {row}")
-    return kept, preps
+    return preps
 
 
 def split_indices(n: int, val_frac: float, seed: int) -> tuple[list[int], list[int]]:
@@ -163,15 +173,17 @@ def split_indices(n: int, val_frac: float, seed: int) -> tuple[list[int], list[i
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
-def evaluate(reader: ChequeReader, preps: Sequence[Prepared], examples: Sequence[Example],
+def evaluate(reader: ChequeReader, preps: Mapping[int, Prepared], examples: Sequence[Example],
              idx: Sequence[int], batch_size: int = 32) -> float:
-    """Amount accuracy (Viterbi answer, no reject) over `idx`, sharded across ranks."""
+    """Amount accuracy (Viterbi answer, no reject) over `idx`, sharded across ranks (rank r
+    reads `idx[r::N]`); an image that could not be prepared counts as wrong."""
     rank, size = world()
     mine = list(idx)[rank::size]
     reader.eval()
     correct = 0
-    for at in range(0, len(mine), batch_size):
-        chunk = mine[at : at + batch_size]
+    ready = [i for i in mine if i in preps]
+    for at in range(0, len(ready), batch_size):
+        chunk = ready[at : at + batch_size]
         for g in sorted({examples[i].grammar for i in chunk}):
             ids = [i for i in chunk if examples[i].grammar == g]
             for i, r in zip(ids, decode_batch(reader, [preps[i] for i in ids], g)):
@@ -188,33 +200,37 @@ def make_optimizer(reader: ChequeReader, cfg: GlobalConfig) -> torch.optim.Optim
                              {"params": head, "lr": cfg.lr_head}])
 
 
-def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, preps: Sequence[Prepared],
+def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, preps: Mapping[int, Prepared],
                     examples: Sequence[Example], train_idx: Sequence[int], cfg: GlobalConfig,
                     epoch: int) -> dict[str, float]:
     """One pass over the (shuffled) training indices; returns mean loss, misses and time."""
     from tqdm import tqdm
 
     rank, size = world()
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    order = [train_idx[i] for i in torch.randperm(len(train_idx), generator=gen).tolist()]
-    batches = [order[at : at + cfg.batch_size] for at in range(0, len(order), cfg.batch_size)]
-    batches = [b for b in batches if len(b) >= size]  # every rank needs a non-empty shard
+    shard = list(train_idx)[rank::size]
+    # Every rank takes the same number of steps: shards differ in length by at most one, and
+    # the longer ones leave out a different example each epoch.
+    per_rank = len(train_idx) // size
+    local = max(1, cfg.batch_size // size)
+    gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + rank)
+    order = [shard[i] for i in torch.randperm(len(shard), generator=gen).tolist()][:per_rank]
+    batches = [order[at : at + local] for at in range(0, per_rank, local)]
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     start, total, count, missed = time.perf_counter(), 0.0, 0, 0
     bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
                disable=rank != 0)
     for batch in bar:
-        shard = batch[rank::size]
+        mine = [i for i in batch if i in preps]  # images that could not be prepared drop out
         opt.zero_grad()
-        loss, miss = model([preps[i] for i in shard], [examples[i].amount for i in shard],
-                           [examples[i].grammar for i in shard])
-        # DDP averages gradients over ranks: scale so that the result is the batch mean.
-        (loss * (size / len(batch))).backward()
+        loss, miss = model([preps[i] for i in mine], [examples[i].amount for i in mine],
+                           [examples[i].grammar for i in mine])
+        # DDP averages gradients over ranks: scale so that the result is the global batch mean.
+        (loss / len(batch)).backward()
         if cfg.clip > 0:
             nn.utils.clip_grad_norm_(params, cfg.clip)
         opt.step()
-        stats = torch.tensor([float(loss.detach()), float(miss), float(len(shard))],
+        stats = torch.tensor([float(loss.detach()), float(miss), float(len(mine))],
                              dtype=torch.float64)
         if size > 1:
             torch.distributed.all_reduce(stats)
@@ -245,17 +261,21 @@ def save_checkpoint(path: Path, reader: ChequeReader, opt: torch.optim.Optimizer
 def train_global(reader: ChequeReader, examples: Sequence[Example], cfg: GlobalConfig,
                  checkpoint: Path | None = None, resume: Path | None = None,
                  skip_bad: bool = False, log: Callable[[str], None] = print,
-                 preps: Sequence[Prepared] | None = None) -> dict:
+                 preps: Sequence[Prepared] | Mapping[int, Prepared] | None = None) -> dict:
     """Train `reader` in place on `examples`; on return it holds the weights of the epoch with
     the best validation accuracy (epoch 0 = the starting reader). Returns the history."""
     rank, size = world()
     torch.manual_seed(cfg.seed)
-    if preps is None:
-        examples, preps = prepare_all(examples, cfg.is_field, cfg.max_fields, reader, skip_bad,
-                                      log)
     train_idx, val_idx = split_indices(len(examples), cfg.val_frac, cfg.seed)
-    if not train_idx:
-        raise ValueError("no training example left after holding out the validation part")
+    if len(train_idx) < size:
+        raise ValueError(f"{len(train_idx)} training examples (after holding out the "
+                         f"validation part) cannot feed {size} processes")
+    if preps is None:
+        mine = sorted(train_idx[rank::size] + val_idx[rank::size])
+        preps = prepare_all(examples, cfg.is_field, cfg.max_fields, reader, skip_bad, log,
+                            indices=mine)
+    elif not isinstance(preps, Mapping):
+        preps = dict(enumerate(preps))
     opt = make_optimizer(reader, cfg)
     history: list[dict] = []
     first = 1
