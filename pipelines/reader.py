@@ -116,6 +116,10 @@ class ChequeReader(nn.Module):
         self.recognizer = recognizer.to(memory_format=torch.channels_last)
         self.segment_scorer = SegmentScorer()
         self.field_scorer = FieldScorer()
+        # Which candidate fields `prepare` keeps is decided by this frozen copy of the field
+        # scorer as it was before global training: training only ever saw (and re-weighed)
+        # the candidates it kept, so the trained scorer is no judge of the others.
+        self.field_proposer = FieldScorer().requires_grad_(False)
         self.grammars = nn.ModuleDict({name: AmountGrammar(name) for name in GRAMMARS})
 
     def interpretation_graphs(self, batch: Sequence[Prepared]) -> list[gtn.Graph]:
@@ -233,8 +237,12 @@ def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeRe
                          f"grammars ({ckpt.get('grammar_version')}, this reader has "
                          f"{GRAMMAR_VERSION}); retrain it with `python -m pipelines.train`")
     reader = ChequeReader(build_model(ckpt["arch"]))
+    state = dict(ckpt["state_dict"])
+    if not any(k.startswith("field_proposer.") for k in state):  # made before it existed
+        state.update({"field_proposer." + k[len("field_scorer."):]: v for k, v in state.items()
+                      if k.startswith("field_scorer.")})
     try:
-        reader.load_state_dict(ckpt["state_dict"])
+        reader.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         raise ValueError(f"weights file {target} does not fit the reader: {err}") from None
     return reader.to(device).eval()
@@ -255,7 +263,7 @@ def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = No
 
     gray = load_gray(image) if isinstance(image, (str, Path)) else as_gray(image)
     reader = reader if reader is not None else load_reader()
-    prep = prepare(gray, is_field=is_field, field_scorer=reader.field_scorer)
+    prep = prepare(gray, is_field=is_field, field_scorer=reader.field_proposer)
     return decode_batch(reader, [prep], grammar, reject_below)[0]
 
 

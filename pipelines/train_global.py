@@ -151,7 +151,7 @@ def prepare_all(examples: Sequence[Example], is_field: bool, max_fields: int,
         ex = examples[i]
         try:
             preps[i] = prepare(ex.load(), is_field=is_field, max_fields=max_fields,
-                               field_scorer=reader.field_scorer)
+                               field_scorer=reader.field_proposer)
         except ValueError as err:
             file, _, line = ex.where.rpartition(":")
             bad.append(BadRow(file, int(line) if line.isdigit() else 0, str(err)))
@@ -195,7 +195,8 @@ def evaluate(reader: ChequeReader, preps: Mapping[int, Prepared], examples: Sequ
 
 
 def make_optimizer(reader: ChequeReader, cfg: GlobalConfig) -> torch.optim.Optimizer:
-    head = [p for n, p in reader.named_parameters() if not n.startswith("recognizer.")]
+    head = [p for n, p in reader.named_parameters()
+            if not n.startswith("recognizer.") and p.requires_grad]
     return torch.optim.Adam([{"params": list(reader.recognizer.parameters()), "lr": cfg.lr},
                              {"params": head, "lr": cfg.lr_head}])
 

@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scorer, metrics = fit_field_scorer(n=args.field_cheques, seed=args.seed)
         print(f"field scorer: {metrics}")
     reader.field_scorer.load_state_dict(scorer.state_dict())
+    reader.field_proposer.load_state_dict(scorer.state_dict())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_reader(reader, args.out, config={"command": " ".join(sys.argv), "seed": args.seed,
                                           "n": args.n, "epochs": args.epochs})

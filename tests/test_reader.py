@@ -53,7 +53,7 @@ def test_bad_arrays_are_refused():
 def test_the_reader_is_differentiable_end_to_end(reader):
     """Gradients of the discriminative forward criterion reach every learnable module."""
     prep = prepare(np.asarray(__import__("PIL.Image").Image.open(
-        SAMPLES / LABELS[3]["file"]).convert("L")), field_scorer=reader.field_scorer)
+        SAMPLES / LABELS[3]["file"]).convert("L")), field_scorer=reader.field_proposer)
     reader.zero_grad()
     from pipelines.grammar import amount_to_labels
 
@@ -67,3 +67,21 @@ def test_the_reader_is_differentiable_end_to_end(reader):
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
     assert torch.isfinite(loss)
+
+
+def test_a_checkpoint_without_a_field_proposer_proposes_with_its_field_scorer(tmp_path):
+    from pipelines.reader import save_reader
+
+    reader = load_reader()
+    with torch.no_grad():
+        for p in reader.field_scorer.parameters():
+            p.add_(0.5)
+    save_reader(reader, tmp_path / "r.pt")
+    ckpt = torch.load(tmp_path / "r.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items()
+                          if not k.startswith("field_proposer.")}
+    torch.save(ckpt, tmp_path / "old.pt")
+    old = load_reader(tmp_path / "old.pt")
+    for k, v in old.field_scorer.state_dict().items():
+        assert torch.equal(v, old.field_proposer.state_dict()[k]), k
+    assert not any(p.requires_grad for p in old.field_proposer.parameters())

@@ -155,3 +155,27 @@ def _fresh_grammar_weight() -> torch.Tensor:
     from pipelines.grammar import AmountGrammar
 
     return AmountGrammar("us").weight.detach()
+
+
+def test_global_training_on_cheques_trains_the_field_scorer_not_the_proposer() -> None:
+    """On whole cheques the field scorer learns from the amounts; the frozen proposer that
+    chose which candidate fields training saw must stay as it was."""
+    pytest.importorskip("cv2")
+    from pipelines.cheques import generate_cheques
+    from pipelines.datasets import Example
+    from pipelines.reader import load_reader
+    from pipelines.train_global import train_global
+
+    try:
+        samples = list(generate_cheques(3, 5, "train"))
+    except (ValueError, FileNotFoundError) as err:  # no MNIST here
+        pytest.skip(str(err))
+    examples = [Example(f"mem:{i}", s.amount, s.grammar, image=s.image)
+                for i, s in enumerate(samples)]
+    reader = load_reader()
+    proposer = {k: v.clone() for k, v in reader.field_proposer.state_dict().items()}
+    scorer = {k: v.clone() for k, v in reader.field_scorer.state_dict().items()}
+    cfg = GlobalConfig(epochs=1, batch_size=3, val_frac=0.0, lr_head=1e-2)
+    train_global(reader, examples, cfg, log=lambda m: None)
+    assert all(torch.equal(v, reader.field_proposer.state_dict()[k]) for k, v in proposer.items())
+    assert not all(torch.equal(v, reader.field_scorer.state_dict()[k]) for k, v in scorer.items())
