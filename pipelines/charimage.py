@@ -41,6 +41,8 @@ def _as_ink(patch: np.ndarray) -> np.ndarray:
         raise ValueError(f"patch must be a 2-D (H, W) array, got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"patch is empty (shape {a.shape})")
+    if a.dtype == np.float32:  # the reader's own patches: the common case, checked first
+        return np.clip(a, 0.0, 1.0)
     if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
         ink = a.astype(np.float32) / (1.0 if a.dtype == np.bool_ else 255.0)
     elif np.issubdtype(a.dtype, np.floating):
@@ -70,9 +72,10 @@ def _paste(canvas: np.ndarray, img: np.ndarray, top: int, left: int) -> None:
 
 
 def _centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
+    rows, cols = ink.sum(1), ink.sum(0)
     total = float(ink.sum())
-    ys, xs = np.arange(ink.shape[0]), np.arange(ink.shape[1])
-    return float(ink.sum(1) @ ys) / total, float(ink.sum(0) @ xs) / total
+    return (float(rows @ np.arange(len(rows))) / total,
+            float(cols @ np.arange(len(cols))) / total)
 
 
 def to_lenet_ink(

@@ -220,6 +220,45 @@ class LeNet5Modern(nn.Module):
         return y.squeeze(2) if y.shape[2] == 1 else y
 
 
+def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """One convolution computing conv then batch norm with its running statistics."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                      conv.stride, conv.padding, bias=True).to(conv.weight.device)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale[:, None, None, None])
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+class _FoldedModern(nn.Module):
+    """`LeNet5Modern` in eval mode with each batch norm folded into its convolution and each
+    ReLU moved after its max-pool (they commute, and the pooled map is 4x smaller): the same
+    penalties for about two thirds of the CPU time. Inference only; built by `for_inference`."""
+
+    def __init__(self, model: LeNet5Modern) -> None:
+        super().__init__()
+        b = model.body
+        self.c1, self.c2, self.c3 = (_fold_conv_bn(b[i], b[i + 1]) for i in (0, 4, 8))
+        self.head = model.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(F.max_pool2d(self.c1(x), 2))
+        x = F.relu(F.max_pool2d(self.c2(x), 2))
+        y = self.head(F.relu(self.c3(x))).flatten(2)
+        y = -F.log_softmax(y, dim=1)
+        return y.squeeze(2) if y.shape[2] == 1 else y
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """A faster module giving `model`'s eval-mode penalties (the model itself where there is
+    nothing to fold). Not for training: it is a detached copy."""
+    if isinstance(model, LeNet5Modern):
+        return _FoldedModern(model).eval()
+    return model
+
+
 def map_loss(penalties: torch.Tensor, targets: torch.Tensor, j: float = MAP_J) -> torch.Tensor:
     """The paper's MAP criterion (Eq. 9), mean over the batch.
 

@@ -21,6 +21,7 @@ from pipelines.charimage import to_lenet_batch
 from pipelines.charset import CLASSES, RUBBISH
 from pipelines.fields import FieldCandidate, FieldScorer, propose_fields, whole_image_field
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
+from pipelines.lenet import for_inference
 from pipelines.recognition import SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
 from pipelines.segmentation import Segmentation, segment_field
@@ -107,6 +108,9 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     return Prepared(fields, segs, inputs, feats)
 
 
+LENET_CHUNK = 256  # characters per LeNet call when reading
+
+
 class ChequeReader(nn.Module):
     """Every learnable part of the reader, and the graphs it builds."""
 
@@ -126,8 +130,14 @@ class ChequeReader(nn.Module):
         """Interpretation graphs of a batch, with one LeNet pass over all candidate characters."""
         inputs = torch.cat([p.inputs for p in batch])
         device = next(self.recognizer.parameters()).device
-        penalties = self.recognizer(
-            inputs.to(device, memory_format=torch.channels_last)).cpu()
+        # Reading (no gradient, eval mode) runs a folded copy of LeNet: same penalties, faster.
+        reading = not torch.is_grad_enabled() and not self.recognizer.training
+        inputs = inputs.to(device, memory_format=torch.channels_last)
+        if reading:  # in chunks that keep LeNet's feature maps in cache: 2x faster than one pass
+            net = for_inference(self.recognizer).to(memory_format=torch.channels_last)
+            penalties = torch.cat([net(c) for c in inputs.split(LENET_CHUNK)]).cpu()
+        else:
+            penalties = self.recognizer(inputs).cpu()
         features = torch.cat([torch.as_tensor(s.features) for p in batch for s in p.segmentations])
         seg_pen = self.segment_scorer(features)
         graphs, at = [], 0

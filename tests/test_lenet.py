@@ -103,3 +103,24 @@ def test_penalties_are_differentiable_wrt_input() -> None:
     x = torch.randn(2, 1, 32, 32, requires_grad=True)
     LeNet5()(x)[:, 3].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_the_folded_modern_net_gives_the_eval_penalties() -> None:
+    """`for_inference` folds batch norm into the convolutions and pools before the ReLU; on a
+    net with non-trivial batch-norm statistics it must give the same penalties in eval mode."""
+    from pipelines.lenet import LeNet5Modern, for_inference
+
+    torch.manual_seed(0)
+    net = LeNet5Modern()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    net.eval()
+    x = torch.randn(64, 1, 32, 32)
+    with torch.no_grad():
+        expected, folded = net(x), for_inference(net)(x)
+    assert torch.allclose(expected, folded, atol=1e-4), (expected - folded).abs().max()
