@@ -7,6 +7,7 @@ be trained globally; `read_cheque` is the one-call function for library users.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,18 +73,28 @@ class Prepared:
         return [s.num_arcs for s in self.segmentations]
 
 
+# Reading keeps the candidate fields the proposer scores within this much (log) of its best:
+# chosen on validation cheques (see the model card), it reads as well as keeping all three.
+FIELD_BEAM = math.inf
+
+
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
-            field_scorer: FieldScorer | None = None) -> Prepared:
+            field_scorer: FieldScorer | None = None, field_beam: float = FIELD_BEAM) -> Prepared:
     """Propose fields (or take the whole image), segment each and normalise every candidate
-    character for LeNet. Raises ValueError when no field holds ink."""
+    character for LeNet. Raises ValueError when no field holds ink.
+
+    With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
+    than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
+    """
     if is_field:
         candidates = [whole_image_field(image)]
     else:
         candidates = propose_fields(image)
-        if field_scorer is not None and len(candidates) > max_fields:
+        if field_scorer is not None and len(candidates) > 1:
             with torch.no_grad():
                 scores = field_scorer(torch.stack([c.features for c in candidates]))
-            keep = torch.argsort(scores, descending=True)[:max_fields].tolist()
+            keep = torch.argsort(scores, descending=True)[:max_fields]
+            keep = keep[scores[keep] >= scores[keep[0]] - field_beam].tolist()
             candidates = [candidates[i] for i in sorted(keep)]
         candidates = candidates[:max_fields]
     fields, segs = [], []

@@ -29,6 +29,7 @@ shuffles it every epoch, and contributes `batch_size // N` examples to each glob
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -134,7 +135,7 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def prepare_all(examples: Sequence[Example], is_field: bool, max_fields: int,
+def prepare_examples(examples: Sequence[Example], is_field: bool, max_fields: int,
                 reader: ChequeReader, skip_bad: bool, log: Callable[[str], None],
                 desc: str = "preparing", indices: Sequence[int] | None = None,
                 ) -> dict[int, Prepared]:
@@ -151,7 +152,7 @@ def prepare_all(examples: Sequence[Example], is_field: bool, max_fields: int,
         ex = examples[i]
         try:
             preps[i] = prepare(ex.load(), is_field=is_field, max_fields=max_fields,
-                               field_scorer=reader.field_proposer)
+                               field_scorer=reader.field_proposer, field_beam=math.inf)
         except ValueError as err:
             file, _, line = ex.where.rpartition(":")
             bad.append(BadRow(file, int(line) if line.isdigit() else 0, str(err)))
@@ -273,8 +274,8 @@ def train_global(reader: ChequeReader, examples: Sequence[Example], cfg: GlobalC
                          f"validation part) cannot feed {size} processes")
     if preps is None:
         mine = sorted(train_idx[rank::size] + val_idx[rank::size])
-        preps = prepare_all(examples, cfg.is_field, cfg.max_fields, reader, skip_bad, log,
-                            indices=mine)
+        preps = prepare_examples(examples, cfg.is_field, cfg.max_fields, reader, skip_bad, log,
+                               indices=mine)
     elif not isinstance(preps, Mapping):
         preps = dict(enumerate(preps))
     opt = make_optimizer(reader, cfg)
