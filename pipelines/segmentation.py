@@ -14,6 +14,7 @@ node i to node j is the candidate character made of pieces i..j-1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -193,24 +194,38 @@ def cut_candidates(comp: np.ndarray, line_height: float) -> list[int]:
     return merged[: max(1, int(w / spacing))]
 
 
-def cut_paths(comp: np.ndarray, xs: list[int], window: int) -> np.ndarray:
-    """Least-ink top-to-bottom paths through `comp`, one from near each column in xs: (K, H).
+def cut_paths(comps: Sequence[np.ndarray], xs: Sequence[Sequence[int]], window: int
+              ) -> list[np.ndarray]:
+    """Least-ink top-to-bottom paths through each component, one from near each of its columns
+    in xs: a (K_i, H_i) array per component.
 
     Each row a path moves at most one column, stays within `window` of its start, pays 1 per
     ink pixel crossed and a little per column of drift (so it goes straight where it can).
-    All K paths run together, one row at a time.
+    The paths of all components run together, one row at a time, bottom-aligned: a shorter
+    component's paths start on free rows above it (so they start anywhere, as alone) and are
+    cut there.
     """
-    h, w = comp.shape
-    x0 = np.asarray(xs)[:, None]
-    cols = x0 + np.arange(-window, window + 1)[None, :]  # (K, 2*window+1)
-    inside = (cols >= 0) & (cols < w)
-    ink = np.where(inside[None], comp[:, np.clip(cols, 0, w - 1)], np.inf)  # (H, K, win)
-    cost = ink + 0.02 * np.abs(cols - x0)[None]
+    height = max(c.shape[0] for c in comps)
+    offsets = np.arange(-window, window + 1)[None, :]
+    costs, starts, owner = [], [], []
+    for i, (comp, x) in enumerate(zip(comps, xs)):
+        h, w = comp.shape
+        x0 = np.asarray(x)[:, None]
+        cols = x0 + offsets  # (K, 2*window+1)
+        inside = (cols >= 0) & (cols < w)
+        ink = np.where(inside[None], comp[:, np.clip(cols, 0, w - 1)], np.inf)  # (h, K, win)
+        cost = np.zeros((height,) + cols.shape)
+        cost[height - h :] = ink + 0.02 * np.abs(cols - x0)[None]
+        cost[: height - h] = np.where(inside, 0.0, np.inf)[None]
+        costs.append(cost)
+        starts.append(cols)
+        owner += [i] * len(x)
+    cost, cols = np.concatenate(costs, 1), np.concatenate(starts, 0)
     k, width = cols.shape
     acc = np.full((k, width + 2), np.inf)
     acc[:, 1:-1] = cost[0]
-    back = np.zeros((h, k, width), np.int8)
-    for r in range(1, h):
+    back = np.zeros((height, k, width), np.int8)
+    for r in range(1, height):
         left, mid, right = acc[:, :-2], acc[:, 1:-1], acc[:, 2:]
         step = np.where(left < mid, -1, 0)
         best = np.minimum(left, mid)
@@ -219,12 +234,13 @@ def cut_paths(comp: np.ndarray, xs: list[int], window: int) -> np.ndarray:
         back[r] = step
         acc[:, 1:-1] = best + cost[r]
     pos = acc[:, 1:-1].argmin(1)
-    paths = np.empty((k, h), np.int64)
+    paths = np.empty((k, height), np.int64)
     rows = np.arange(k)
-    for r in range(h - 1, -1, -1):
+    for r in range(height - 1, -1, -1):
         paths[:, r] = cols[rows, pos]
         pos = pos + back[r, rows, pos]
-    return paths
+    owner_arr = np.asarray(owner)
+    return [paths[owner_arr == i, height - c.shape[0] :] for i, c in enumerate(comps)]
 
 
 def valley_paths(comp: np.ndarray, line_height: float) -> list[np.ndarray]:
@@ -252,13 +268,27 @@ def path_ink(comp: np.ndarray, path: np.ndarray) -> int:
     return int(comp[np.arange(len(path)), np.clip(path, 0, comp.shape[1] - 1)].sum())
 
 
-def split_component(comp: np.ndarray, line_height: float) -> np.ndarray:
+def least_ink_paths(comps: Sequence[np.ndarray], line_height: float) -> list[list[np.ndarray]]:
+    """The least-ink cut paths of each wide component (from `cut_candidates`), found together."""
+    xs = [cut_candidates(c, line_height) for c in comps]
+    busy = [i for i, x in enumerate(xs) if x]
+    out: list[list[np.ndarray]] = [[] for _ in comps]
+    if busy:
+        found = cut_paths([comps[i] for i in busy], [xs[i] for i in busy],
+                          max(2, int(0.25 * line_height)))
+        for i, paths in zip(busy, found):
+            out[i] = list(paths)
+    return out
+
+
+def split_component(comp: np.ndarray, line_height: float,
+                    least_ink: list[np.ndarray] | None = None) -> np.ndarray:
     """Region index (0..k) of each ink pixel of a wide component, cut along k paths: valley
-    cuts, then the least-ink cuts, at most one per 0.4 line heights of width, no two cuts
-    closer than 0.15 line heights."""
+    cuts, then the least-ink cuts (`least_ink_paths`, computed here when not given), at most
+    one per 0.4 line heights of width, no two cuts closer than 0.15 line heights."""
     regions = np.zeros(comp.shape, np.int32)
-    xs = cut_candidates(comp, line_height)
-    least_ink = list(cut_paths(comp, xs, max(2, int(0.25 * line_height)))) if xs else []
+    if least_ink is None:
+        least_ink = least_ink_paths([comp], line_height)[0]
     # Valley cuts first (they separate touching loops), then least-ink paths, cheapest first.
     found = valley_paths(comp, line_height) + sorted(least_ink, key=lambda p: path_ink(comp, p))
     budget = max(1, int(comp.shape[1] / (0.4 * line_height)))
@@ -314,12 +344,15 @@ def find_pieces(mask: np.ndarray) -> tuple[np.ndarray, Line]:
     pieces = np.zeros(mask.shape, np.int32)
     boxes: list[tuple[float, int]] = []  # (centre x, provisional id)
     next_id = 1
-    for c in range(n - 1):
-        x, y, w, h, area = (int(v) for v in stats[c])
-        if area < min_area or not keep[c]:
-            continue
-        comp = labels[y : y + h, x : x + w] == c + 1
-        regions = (split_component(comp, line.height) if w > WIDE_COMPONENT * line.height
+    kept = [c for c in range(n - 1) if stats[c, 4] >= min_area and keep[c]]
+    comps = {c: labels[stats[c, 1] : stats[c, 1] + stats[c, 3],
+                       stats[c, 0] : stats[c, 0] + stats[c, 2]] == c + 1 for c in kept}
+    wide = [c for c in kept if stats[c, 2] > WIDE_COMPONENT * line.height]
+    paths = dict(zip(wide, least_ink_paths([comps[c] for c in wide], line.height)))
+    for c in kept:
+        x, y, w, h = (int(v) for v in stats[c, :4])
+        comp = comps[c]
+        regions = (split_component(comp, line.height, paths[c]) if c in paths
                    else np.zeros(comp.shape, np.int32))
         regions = merge_slivers(regions, comp, min_area / 2)
         for r in np.flatnonzero(np.bincount(regions[comp])):

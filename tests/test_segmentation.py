@@ -63,3 +63,18 @@ def test_blank_field_is_refused():
 def test_wrong_type_is_refused():
     with pytest.raises(TypeError, match="uint8"):
         segment_field(np.zeros((60, 200), np.float32))
+
+
+def test_cut_paths_of_many_components_are_those_of_each_alone() -> None:
+    """Components of different heights share one row-by-row pass: the paths must be exactly
+    those each component gets on its own."""
+    from pipelines.segmentation import cut_paths
+
+    rng = np.random.default_rng(0)
+    comps = [rng.random((h, w)) < 0.35 for h, w in ((30, 40), (12, 25), (45, 18), (30, 9))]
+    xs = [[5, 20, 33], [3, 12], [9], [2, 4, 6]]
+    together = cut_paths(comps, xs, 4)
+    for comp, x, paths in zip(comps, xs, together):
+        alone = cut_paths([comp], [x], 4)[0]
+        assert paths.shape == (len(x), comp.shape[0])
+        assert np.array_equal(paths, alone)
