@@ -328,6 +328,21 @@ def stray(stats: np.ndarray, line: Line) -> np.ndarray:
     return vertical_rule | horizontal_rule | far
 
 
+def printed_verticals(labels: np.ndarray, stats: np.ndarray, line: Line) -> np.ndarray:
+    """Components that are the remnant of a printed vertical line (a box's side, too short for
+    `remove_rules`): taller than the writing, thin, and dead straight; a handwritten '1' is
+    slanted or wobbles, and its stroke is wider. (C,) bool."""
+    lh = line.height
+    out = np.zeros(len(stats), bool)
+    for c in np.flatnonzero((stats[:, 3] > 1.1 * lh) & (stats[:, 2] < 0.35 * lh)):
+        x, y, w, h = (int(v) for v in stats[c, :4])
+        rows, cols = np.nonzero(labels[y : y + h, x : x + w] == c + 1)
+        width = np.median(np.bincount(rows, minlength=h))
+        straight = np.mean(np.abs(cols - np.median(cols)) <= 2.0)
+        out[c] = width <= max(4.0, 0.09 * lh) and straight >= 0.8
+    return out
+
+
 def find_pieces(mask: np.ndarray) -> tuple[np.ndarray, Line]:
     """Piece map (0 = background, 1..P left to right) and the writing line of an ink mask."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -339,7 +354,7 @@ def find_pieces(mask: np.ndarray) -> tuple[np.ndarray, Line]:
     if not keep.any():
         raise ValueError("the field holds no ink")
     line = estimate_line(stats[keep])
-    keep &= ~stray(stats, line)
+    keep &= ~stray(stats, line) & ~printed_verticals(labels, stats, line)
     min_area = max(4.0, 0.004 * line.height**2)
     pieces = np.zeros(mask.shape, np.int32)
     boxes: list[tuple[float, int]] = []  # (centre x, provisional id)

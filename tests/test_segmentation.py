@@ -78,3 +78,20 @@ def test_cut_paths_of_many_components_are_those_of_each_alone() -> None:
         alone = cut_paths([comp], [x], 4)[0]
         assert paths.shape == (len(x), comp.shape[0])
         assert np.array_equal(paths, alone)
+
+
+def test_a_printed_box_side_is_dropped_and_handwritten_ones_are_kept(digits):
+    """A box's vertical side, too short for rule removal, must not become a piece (the reader
+    read it as '1'); every MNIST '1' of the field, upright or slanted, must stay."""
+    ones = [k for k in range(len(digits.labels)) if digits.labels[k] == 1][:12]
+    field, _, _ = touching_pair(digits, ones[0], 3, overlap=-14)  # apart: '1' then '3'
+    # Digits' ink spans rows 20..60 (line height 40); the side spans 1.3 line heights, far
+    # less than the 0.6 field heights that rule removal needs.
+    field = np.pad(field, ((40, 40), (30, 0)), constant_values=255)
+    field[54:106, 12:14] = 0  # the side of a printed box: 2 px wide, taller than the digits
+    seg = segment_field(field, deskew=False)
+    assert not (seg.pieces[54:106, 12:14] > 0).any()
+    for k in ones:
+        field, only_one, _ = touching_pair(digits, k, 3, overlap=-14)
+        seg = segment_field(field, deskew=False)
+        assert ((seg.pieces > 0) & only_one).sum() > 0.9 * only_one.sum(), k
