@@ -15,7 +15,7 @@ node i to node j is the candidate character made of pieces i..j-1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -65,6 +65,12 @@ class Segmentation:
     @property
     def num_arcs(self) -> int:
         return len(self.arc_start)
+
+    def without_images(self) -> Segmentation:
+        """The same graph without its pictures: `pieces` and `ink` become zero-stride
+        placeholders of the same shape (what training keeps for thousands of fields)."""
+        return replace(self, pieces=np.broadcast_to(np.int32(0), self.pieces.shape),
+                       ink=np.broadcast_to(np.float32(0), self.ink.shape))
 
     def field_boxes(self) -> np.ndarray:
         """(A, 4) arc boxes x, y, w, h mapped back from the deskewed frame to the field's."""
