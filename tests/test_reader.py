@@ -85,3 +85,18 @@ def test_a_checkpoint_without_a_field_proposer_proposes_with_its_field_scorer(tm
     for k, v in old.field_scorer.state_dict().items():
         assert torch.equal(v, old.field_proposer.state_dict()[k]), k
     assert not any(p.requires_grad for p in old.field_proposer.parameters())
+
+
+def test_the_field_beam_keeps_the_candidates_near_the_best(reader):
+    from PIL import Image
+
+    gray = np.asarray(Image.open(SAMPLES / LABELS[0]["file"]).convert("L"))
+    every = prepare(gray, max_fields=3, field_scorer=reader.field_proposer,
+                    field_beam=float("inf"))
+    assert len(every.fields) == 3
+    with torch.no_grad():
+        scores = reader.field_proposer(every.field_features)
+    for beam in (0.0, 2.0, 8.0):
+        kept = prepare(gray, max_fields=3, field_scorer=reader.field_proposer, field_beam=beam)
+        want = [f.box for f, s in zip(every.fields, scores) if s >= scores.max() - beam]
+        assert [f.box for f in kept.fields] == want
