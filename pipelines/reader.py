@@ -75,7 +75,7 @@ class Prepared:
 
 # Reading keeps the candidate fields the proposer scores within this much (log) of its best:
 # chosen on validation cheques (see the model card), it reads as well as keeping all three.
-FIELD_BEAM = math.inf
+FIELD_BEAM = 4.0
 
 
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
