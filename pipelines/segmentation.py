@@ -288,13 +288,11 @@ def least_ink_paths(comps: Sequence[np.ndarray], line_height: float) -> list[lis
 
 
 def split_component(comp: np.ndarray, line_height: float,
-                    least_ink: list[np.ndarray] | None = None) -> np.ndarray:
+                    least_ink: list[np.ndarray]) -> np.ndarray:
     """Region index (0..k) of each ink pixel of a wide component, cut along k paths: valley
-    cuts, then the least-ink cuts (`least_ink_paths`, computed here when not given), at most
-    one per 0.4 line heights of width, no two cuts closer than 0.15 line heights."""
+    cuts, then its least-ink cuts (from `least_ink_paths`), at most one per 0.4 line heights of
+    width, no two cuts closer than 0.15 line heights."""
     regions = np.zeros(comp.shape, np.int32)
-    if least_ink is None:
-        least_ink = least_ink_paths([comp], line_height)[0]
     # Valley cuts first (they separate touching loops), then least-ink paths, cheapest first.
     found = valley_paths(comp, line_height) + sorted(least_ink, key=lambda p: path_ink(comp, p))
     budget = max(1, int(comp.shape[1] / (0.4 * line_height)))
