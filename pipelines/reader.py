@@ -7,7 +7,6 @@ be trained globally; `read_cheque` is the one-call function for library users.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
