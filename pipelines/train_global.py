@@ -55,6 +55,7 @@ from pipelines.reader import (
 )
 
 CRITERIA = ("forward", "discriminative-viterbi", "viterbi")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,12 @@ class GlobalConfig:
     is_field: bool = False
     max_fields: int = 3
     recognizer_train_mode: bool = False
+    lr_schedule: str = "constant"  # or "cosine": both rates decay to 0 over all epochs' steps
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r}; expected "
+                             f"one of {', '.join(LR_SCHEDULES)}")
         if self.criterion not in CRITERIA:
             raise ValueError(f"unknown criterion {self.criterion!r}; expected one of "
                              f"{', '.join(CRITERIA)}")
@@ -206,6 +211,19 @@ def make_optimizer(reader: ChequeReader, cfg: GlobalConfig) -> torch.optim.Optim
                              {"params": head, "lr": cfg.lr_head}])
 
 
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The multiple of the base learning rates at optimiser step `step` (0-based) of `total`."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    return 1.0
+
+
+def epoch_batches(n_train: int, cfg: GlobalConfig) -> tuple[int, int]:
+    """(examples per rank, examples per rank in a batch) of one epoch."""
+    _, size = world()
+    return n_train // size, max(1, cfg.batch_size // size)
+
+
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, preps: Mapping[int, Prepared],
                     examples: Sequence[Example], train_idx: Sequence[int], cfg: GlobalConfig,
                     epoch: int) -> dict[str, float]:
@@ -216,17 +234,22 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, preps: Mapping
     shard = list(train_idx)[rank::size]
     # Every rank takes the same number of steps: shards differ in length by at most one, and
     # the longer ones leave out a different example each epoch.
-    per_rank = len(train_idx) // size
-    local = max(1, cfg.batch_size // size)
+    per_rank, local = epoch_batches(len(train_idx), cfg)
     gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + rank)
     order = [shard[i] for i in torch.randperm(len(shard), generator=gen).tolist()][:per_rank]
     batches = [order[at : at + local] for at in range(0, per_rank, local)]
     params = [p for p in model.parameters() if p.requires_grad]
+    # The schedule is a pure function of the step, so a resumed run continues it exactly.
+    first_step = (epoch - 1) * len(batches)
+    total_steps = cfg.epochs * len(batches)
     model.train()
     start, total, count, missed = time.perf_counter(), 0.0, 0, 0
     bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
                disable=rank != 0)
-    for batch in bar:
+    for step, batch in enumerate(bar, first_step):
+        factor = lr_factor(cfg.lr_schedule, step, total_steps)
+        for group, base in zip(opt.param_groups, (cfg.lr, cfg.lr_head)):
+            group["lr"] = base * factor
         mine = [i for i in batch if i in preps]  # images that could not be prepared drop out
         opt.zero_grad()
         loss, miss = model([preps[i] for i in mine], [examples[i].amount for i in mine],
@@ -338,6 +361,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4, help="Adam step for LeNet (1e-4)")
     p.add_argument("--lr-head", type=float, default=3e-3,
                    help="Adam step for the scorers and grammars (3e-3)")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="constant rates, or cosine decay to 0 over all epochs (constant)")
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clip (5; 0 = off)")
     p.add_argument("--val-frac", type=float, default=0.1,
                    help="fraction of the data held out for validation (0.1)")
@@ -368,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = print if rank == 0 else (lambda msg: None)
     try:
         cfg = GlobalConfig(args.criterion, args.epochs, args.batch_size, args.lr, args.lr_head,
-                           args.clip, args.seed, args.val_frac, args.field)
+                           args.clip, args.seed, args.val_frac, args.field,
+                           lr_schedule=args.lr_schedule)
         examples = load_examples(args.data, args.grammar, args.skip_bad, log)
         reader = load_reader(args.init)
         if args.init is None and not DEFAULT_READER_WEIGHTS.exists():

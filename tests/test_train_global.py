@@ -97,14 +97,16 @@ def test_short_global_run_lowers_the_loss() -> None:
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def _train(examples, epochs: int, ckpt=None, resume=None) -> dict[str, torch.Tensor]:
+def _train(examples, epochs: int, ckpt=None, resume=None,
+           schedule: str = "constant") -> dict[str, torch.Tensor]:
     from pipelines.reader import ChequeReader
     from pipelines.recognizer import load_recognizer
     from pipelines.train_global import train_global
 
     torch.manual_seed(0)
     reader = ChequeReader(load_recognizer(None))
-    cfg = GlobalConfig(epochs=epochs, batch_size=2, val_frac=0.0, is_field=True, lr_head=1e-2)
+    cfg = GlobalConfig(epochs=epochs, batch_size=2, val_frac=0.0, is_field=True, lr_head=1e-2,
+                       lr_schedule=schedule)
     train_global(reader, examples, cfg, checkpoint=ckpt, resume=resume, log=lambda m: None)
     return reader.state_dict()
 
@@ -118,6 +120,24 @@ def test_checkpoint_resume_is_reproducible(tmp_path) -> None:
     resumed = _train(examples, 2, resume=tmp_path / "c.pt")
     for k, v in straight.items():
         assert torch.equal(v, resumed[k]), k
+
+
+def test_cosine_schedule_decays_both_rates_to_zero(tmp_path) -> None:
+    from pipelines.train_global import lr_factor
+
+    total = 10
+    factors = [lr_factor("cosine", s, total) for s in range(total + 1)]
+    assert factors[0] == 1.0 and abs(factors[-1]) < 1e-12
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert abs(factors[total // 2] - 0.5) < 1e-12
+    assert lr_factor("constant", 7, total) == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        GlobalConfig(lr_schedule="step")
+    # 4 fields, batch 2: 2 steps an epoch, 4 in all; the last step ran at factor(3 of 4).
+    _train(_tiny_fields(4), 2, ckpt=tmp_path / "c.pt", schedule="cosine")
+    groups = torch.load(tmp_path / "c.pt", weights_only=True)["optimizer"]["param_groups"]
+    want = lr_factor("cosine", 3, 4)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4 * want, 1e-2 * want])
 
 
 def _ddp_worker(rank: int, world: int, init: str, examples, out: str) -> None:
