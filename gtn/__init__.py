@@ -3,7 +3,7 @@
 Weights are scores (higher is better); a path scores the sum of its arc weights.
 """
 
-from .compose import compose, compose_many, intersect
+from .compose import compose, compose_many, compose_pairs, intersect
 from .criteria import (
     discriminative_viterbi_loss,
     forward_loss,
@@ -25,7 +25,7 @@ from .viterbi import viterbi_path, viterbi_paths
 
 __all__ = [
     "COUNT", "EPSILON", "LOG", "MAX", "TROPICAL", "Graph", "Semiring", "SymbolTable",
-    "arc_posteriors", "closure", "compose", "compose_many", "concat",
+    "arc_posteriors", "closure", "compose", "compose_many", "compose_pairs", "concat",
     "discriminative_viterbi_loss", "draw",
     "forward_loss", "forward_loss_constrained", "forward_score", "intersect", "kbest",
     "linear_graph", "nbest", "project_input", "project_output", "prune", "remove_epsilon",

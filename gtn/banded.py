@@ -1,44 +1,92 @@
 """A fast path for graphs whose topological order has a small bandwidth (lattices).
 
-With states numbered in topological order, if every arc spans at most K positions the forward
-recursion is a product of T small (K+2)x(K+2) semiring matrices (state window, accumulated
-final score, constant one). A tree reduction multiplies them in log2(T) vectorised rounds
-instead of T sequential levels. Same semirings, same results, gradients from autograd.
+With states numbered in topological order, if every arc spans at most K positions, all arcs
+from position t-1-k to position t first reduce to one edge value ``E[b, t, k]`` (one dense
+reduction over the whole batch). Then:
+
+- short graphs (the batches of training and reading) run the recursion position by position,
+  each step a K-wide reduction for the whole batch; for the log semiring the gradient is
+  computed directly as the arc posteriors ``exp(alpha[src] + w + beta[dst] - Z)`` from one
+  backward recursion (no autograd graph of the steps);
+- long graphs multiply T small (K+2)x(K+2) semiring matrices (state window, accumulated final
+  score, constant one) in log2(T) vectorised rounds of a tree reduction, with autograd.
+
+Same semirings, same results.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .graph import Graph
-from .semiring import Semiring
+from .graph import Graph, argsort_stable
+from .semiring import LOG, NEG_INF, Semiring, exp_floor
 
-MAX_BAND = 6
+MAX_BAND = 6          # widest band for the tree reduction ((K+2)^3 work per position)
+MAX_SCAN_BAND = 16    # widest band for the position-by-position scan (2K-1 steps each)
+MAX_SCAN_LENGTH = 128  # longer graphs use the tree reduction: fewer sequential steps
 
 
 @dataclass
 class Band:
-    pos: Tensor   # (S,) topological position of each state
-    span: int     # max position difference over arcs (>= 1)
+    pos: Tensor        # (S,) topological position of each state
+    span: int          # max position difference over arcs (>= 1)
+    arc_dst: Tensor    # (A,) position of each arc's destination
+    arc_span: Tensor   # (A,) position difference of each arc (>= 1)
+    arc_slot: Tensor   # (A,) rank of the arc among those with its (destination, span)
+    arc_edge: Tensor   # (A,) destination * span + its span - 1: its edge at this bandwidth
+    width: int         # most arcs sharing one (destination, span)
+    start_pos: list[int]  # positions of the start states
+    final_pos: list[int]  # positions of the accept states
+
+
+def positions(g: Graph) -> tuple[Tensor, int]:
+    """(S,) topological position of each state (states in level order) and the bandwidth:
+    the largest position difference along an arc (at least 1). Cached."""
+    if "positions" not in g._cache:
+        if g._cache.get("level_sorted"):
+            pos = torch.arange(g.num_states)
+        else:
+            pos = torch.empty(g.num_states, dtype=torch.long)
+            pos[argsort_stable(g.state_levels(), g.num_states)] = torch.arange(g.num_states)
+        spans = pos.index_select(0, g.dst) - pos.index_select(0, g.src)
+        g._cache["positions"] = (pos, max(int(spans.max()) if g.num_arcs else 1, 1))
+    out: tuple[Tensor, int] = g._cache["positions"]
+    return out
 
 
 def band(g: Graph) -> Band:
-    """Topological positions and bandwidth of an acyclic graph (cached)."""
+    """Topological positions, bandwidth and edge layout of an acyclic graph (cached)."""
     if "band" not in g._cache:
-        levels = g.state_levels()
-        pos = torch.empty(g.num_states, dtype=torch.long)
-        pos[torch.argsort(levels, stable=True)] = torch.arange(g.num_states)
-        span = int((pos[g.dst] - pos[g.src]).max()) if g.num_arcs else 1
-        g._cache["band"] = Band(pos, max(span, 1))
+        pos, span = positions(g)
+        dst = pos[g.dst]
+        spans = dst - pos[g.src]
+        edge = dst * span + spans - 1
+        order = argsort_stable(edge, g.num_states * span)
+        counts = torch.bincount(edge, minlength=g.num_states * span)
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.empty_like(order)
+        slot[order] = torch.arange(g.num_arcs) - first[edge[order]]
+        g._cache["band"] = Band(pos, span, dst, spans, slot, edge,
+                                int(counts.max()) if g.num_arcs else 1,
+                                pos[g.start].tolist(), pos[g.accept].tolist())
     b: Band = g._cache["band"]
     return b
 
 
 def banded_ok(graphs: list[Graph]) -> bool:
-    return max(band(g).span for g in graphs) <= MAX_BAND
+    """Whether the tree reduction applies."""
+    return all(positions(g)[1] <= MAX_BAND for g in graphs)
+
+
+def scan_ok(graphs: list[Graph]) -> bool:
+    """Whether the scanned log-semiring score applies (CPU tensors, short, narrow band)."""
+    return (graphs[0].weight.device.type == "cpu"
+            and all(g.num_states <= MAX_SCAN_LENGTH for g in graphs)
+            and all(positions(g)[1] <= MAX_SCAN_BAND for g in graphs))
 
 
 def banded_score(graphs: list[Graph], weight: Tensor, semiring: Semiring) -> Tensor:
@@ -97,3 +145,138 @@ def banded_matrices(graphs: list[Graph], weight: Tensor, semiring: Semiring,
     M[..., K + 1, K] = semiring.times(init, fin)
     M[..., K + 1, K + 1] = one
     return M, best_arc, K
+
+
+@dataclass
+class Layout:
+    """Where a batch's arcs fall in the (B, T, K) edge grid and which positions start and
+    accept (structure only)."""
+
+    B: int
+    T: int
+    K: int
+    width: int
+    arc_edge: Tensor    # (A,) flat index of each arc's edge: (b * T + destination) * K + k
+    arc_slot: Tensor    # (A,) its slot among the edge's arcs
+    start: Tensor       # (B, T) one at start positions, zero elsewhere (semiring values)
+    final: Tensor       # (B, T) one at accept positions
+    start_at: list[int]  # positions where some graph starts
+    final_at: list[int]  # positions where some graph accepts
+
+
+def layout(graphs: list[Graph], zero: float = float("-inf"), one: float = 0.0,
+           dtype: torch.dtype = torch.float64) -> Layout:
+    """The :class:`Layout` of a batch, from each graph's cached :class:`Band`."""
+    bands = [band(g) for g in graphs]
+    B, T = len(graphs), max(g.num_states for g in graphs)
+    K, width = max(b.span for b in bands), max(b.width for b in bands)
+
+    ends = []
+    for of in ([b.start_pos for b in bands], [b.final_pos for b in bands]):
+        grid = torch.full((B, T), zero, dtype=dtype)
+        cells = [(i, p) for i, ps in enumerate(of) for p in ps]
+        grid[[c[0] for c in cells], [c[1] for c in cells]] = one
+        ends.append((grid, sorted({c[1] for c in cells})))
+    (start, start_at), (final, final_at) = ends
+    first = torch.repeat_interleave(torch.arange(B) * (T * K), torch.tensor(
+        [g.num_arcs for g in graphs]))
+    if all(b.span == K for b in bands):
+        arc_edge = torch.cat([b.arc_edge for b in bands]) + first
+    else:
+        arc_edge = (torch.cat([b.arc_dst for b in bands]) * K
+                    + torch.cat([b.arc_span for b in bands]) - 1 + first)
+    return Layout(B, T, K, width, arc_edge, torch.cat([b.arc_slot for b in bands]), start,
+                  final, start_at, final_at)
+
+
+def edge_values(weight: Tensor, lay: Layout, semiring: Semiring) -> Tensor:
+    """(B, T, K) semiring sum of the arcs from position t-1-k to t (no autograd)."""
+    n_edges = lay.B * lay.T * lay.K
+    grid = weight.new_full((n_edges * lay.width,), semiring.zero)
+    grid.scatter_(0, lay.arc_edge * lay.width + lay.arc_slot, weight.detach())
+    return semiring.reduce(grid.reshape(n_edges, lay.width), 1).reshape(lay.B, lay.T, lay.K)
+
+
+def window(values: Tensor, K: int, fill: float) -> Tensor:
+    """(B, T, K) view: ``out[b, t, k] = values[b, t-1-k]`` (``fill`` before position 0)."""
+    B, T = values.shape
+    pad = torch.cat([values.new_full((B, K), fill), values], 1)
+    return pad.unfold(1, K, 1)[:, :T].flip(2)
+
+
+def scan(edges: Tensor, lay: Layout, semiring: Semiring, reverse: bool = False) -> Tensor:
+    """(B, T) values of every position: forward (from the start positions) or, with
+    ``reverse``, backward (to the accept positions); ``edges`` from :func:`edge_values`.
+    Runs in numpy, positions first: each step is K additions and K - 1 pairwise reductions of
+    B-vectors, where numpy's per-call cost is a third of torch's."""
+    B, T, K = edges.shape
+    zero = semiring.zero
+    e = edges.detach().cpu().numpy().transpose(1, 2, 0)  # (T, K, B)
+    buf = np.full((T + K, B), zero, dtype=e.dtype)
+    if not reverse:  # buf[K + t] = alpha[t]; into[t, j] = E[t, K-1-j] meets buf[t + j]
+        into = np.ascontiguousarray(e[:, ::-1])
+        enter, at = lay.start.cpu().numpy().T, set(lay.start_at)
+        steps, window, out = range(T), 0, K
+    else:  # buf[t] = beta[t]; into[t, k] = E[t+1+k, k] meets buf[t + 1 + k]
+        pad = np.concatenate([e, np.full((K, K, B), zero, dtype=e.dtype)], 0)
+        into = np.stack([pad[1 + k : 1 + k + T, k] for k in range(K)], 1)
+        enter, at = lay.final.cpu().numpy().T, set(lay.final_at)
+        steps, window, out = range(T - 1, -1, -1), 1, 0
+    plus = _np_plus(semiring)
+    for t in steps:
+        terms = buf[t + window : t + window + K] + into[t]
+        v = terms[0]
+        for k in range(1, K):
+            v = plus(v, terms[k])
+        if t in at:
+            v = plus(v, enter[t])
+        buf[t + out] = v
+    values = buf[K:] if not reverse else buf[:T]
+    return torch.from_numpy(np.ascontiguousarray(values.T)).to(edges.device)
+
+
+def _np_plus(semiring: Semiring):  # type: ignore[no-untyped-def]
+    """The semiring's plus of two numpy arrays (log and max semirings)."""
+    if semiring.name == "max":
+        return np.maximum
+    if semiring.name == "log":
+        return np.logaddexp
+    raise ValueError(f"no numpy plus for the {semiring.name} semiring")
+
+
+def scanned_log_score(graphs: list[Graph], weight: Tensor) -> Tensor:
+    """(B,) log-semiring totals of :func:`scan_ok` graphs; ``weight`` (A,) their arc weights,
+    concatenated. Differentiable: the gradient is the arc posteriors."""
+    out: Tensor = _ScannedLogScore.apply(weight, layout(graphs, dtype=weight.dtype))
+    return out
+
+
+class _ScannedLogScore(torch.autograd.Function):
+    """(B,) log-semiring totals by :func:`scan`; the backward pass is the arc posteriors:
+    each edge's posterior ``exp(alpha[t-1-k] + E[t, k] + beta[t] - Z)`` shared among its arcs
+    by ``exp(w - E[t, k])``."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, lay: Layout) -> Tensor:  # type: ignore[override]
+        edges = edge_values(weight, lay, LOG)
+        alpha = scan(edges, lay, LOG)
+        total = torch.logsumexp(alpha + lay.final, 1)
+        ctx.lay = lay
+        ctx.save_for_backward(weight, edges, alpha, total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        weight, edges, alpha, total = ctx.saved_tensors
+        lay: Layout = ctx.lay
+        beta = scan(edges, lay, LOG, reverse=True)
+        edge_post = torch.exp(window(alpha, lay.K, NEG_INF) + edges + beta[:, :, None]
+                              - total[:, None, None])
+        # A graph that accepts nothing has no posterior (its total is -inf, the sum above nan).
+        edge_grad = torch.where(torch.isfinite(total)[:, None, None], edge_post, 0.0) \
+            * grad[:, None, None]
+        # An edge of -inf arcs only: their share below is exp(-inf - 0) = 0.
+        safe = torch.where(torch.isinf(edges), 0.0, edges).flatten()
+        floor = exp_floor(weight.dtype)  # exp is slow on inputs that underflow
+        share = (weight - safe.index_select(0, lay.arc_edge)).clamp_(min=floor).exp_()
+        return share * edge_grad.flatten().index_select(0, lay.arc_edge), None

@@ -7,11 +7,13 @@ with one sort and two ``searchsorted`` calls. The result is trimmed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from .compose_dag import compose_dag, dag_compose_ok
-from .graph import EPSILON, Graph
+from .graph import EPSILON, Graph, argsort_stable
 from .ops import _reach, trim
 
 
@@ -33,15 +35,28 @@ def _out_arcs(order: Tensor, rowptr: Tensor, states: Tensor) -> tuple[Tensor, Te
     return owner, order[pos]
 
 
+DENSE_JOIN_KEYS = 1 << 16
+
+
 def _join(ka: Tensor, kb: Tensor) -> tuple[Tensor, Tensor]:
-    """Inner join on equal keys: index pairs (ia, ib) into ka, kb."""
-    sb, ob = torch.sort(kb, stable=True)
-    lo = torch.searchsorted(sb, ka, side="left")
-    hi = torch.searchsorted(sb, ka, side="right")
-    n = hi - lo
+    """Inner join on equal keys: index pairs (ia, ib) into ka, kb (ia ascending, and for one
+    ia, ib ascending)."""
+    lo_key = min(int(ka.min()), int(kb.min())) if ka.numel() and kb.numel() else 0
+    span = max(int(ka.max()), int(kb.max())) - lo_key + 1 if ka.numel() and kb.numel() else 0
+    if 0 < span <= DENSE_JOIN_KEYS:  # labels: count and look up instead of binary search
+        kb0 = kb - lo_key
+        ob = argsort_stable(kb0, span)
+        counts = torch.bincount(kb0, minlength=span)
+        ka0 = ka - lo_key
+        n = counts.index_select(0, ka0)
+        lo = (torch.cumsum(counts, 0) - counts).index_select(0, ka0)
+    else:
+        sb, ob = torch.sort(kb, stable=True)
+        lo = torch.searchsorted(sb, ka, side="left")
+        n = torch.searchsorted(sb, ka, side="right") - lo
     ia = torch.repeat_interleave(torch.arange(ka.shape[0]), n)
     first = torch.cumsum(n, 0) - n
-    ib = ob[lo[ia] + torch.arange(ia.shape[0]) - first[ia]]
+    ib = ob.index_select(0, (lo - first).index_select(0, ia) + torch.arange(ia.shape[0]))
     return ia, ib
 
 
@@ -126,45 +141,89 @@ def compose_many(graphs: list[Graph], b: Graph) -> list[Graph]:
     if bool((b.ilabel == EPSILON).any()) and any(bool((g.olabel == EPSILON).any())
                                                  for g in graphs):
         return [compose(g, b) for g in graphs]
+    u = _union_with_levels(graphs)
+    c, p = compose_dag(u, b) if dag_compose_ok(u, b) else _compose_unfiltered(u, b)
+    return _split_by_owner(c, p, graphs, lambda i: compose(graphs[i], b))
+
+
+def compose_pairs(first: list[Graph], second: list[Graph]) -> list[Graph]:
+    """``[compose(a, b) for a, b in zip(first, second)]``; when every ``a`` is acyclic and no
+    pair needs the epsilon filter, in one vectorised pass over the disjoint unions (each
+    state's graph index is part of the join key, so only the i-th graphs pair up)."""
+    if len(first) != len(second):
+        raise ValueError(f"compose_pairs: {len(first)} first graphs but {len(second)} second")
+    for a, b in zip(first, second):
+        check_symbols(a, b)
+    one_by_one = [compose(a, b) for a, b in zip(first, second)] if len(first) < 2 else None
+    if one_by_one is not None:
+        return one_by_one
+    if any(bool((a.olabel == EPSILON).any()) and bool((b.ilabel == EPSILON).any())
+           for a, b in zip(first, second)) or not all(a.is_acyclic for a in first):
+        return [compose(a, b) for a, b in zip(first, second)]
+    from .ops import union
+    ua, ub = _union_with_levels(first), union(second)
+    if not dag_compose_ok(ua, ub):
+        return [compose(a, b) for a, b in zip(first, second)]
+    groups = tuple(torch.repeat_interleave(torch.arange(len(gs)), torch.tensor(
+        [g.num_states for g in gs])) for gs in (first, second))
+    c, p = compose_dag(ua, ub, groups)  # type: ignore[arg-type]
+    return _split_by_owner(c, p, first, lambda i: compose(first[i], second[i]))
+
+
+def _union_with_levels(graphs: list[Graph]) -> Graph:
+    """The disjoint union, with the graphs' cached levels when they are all acyclic."""
     from .ops import union
     u = union(graphs)
     if all(g.is_acyclic for g in graphs):
         u._cache["levels"] = torch.cat([g.state_levels() for g in graphs])
-    c, p = compose_dag(u, b) if dag_compose_ok(u, b) else _compose_unfiltered(u, b)
+    return u
+
+
+def _split_by_owner(c: Graph, p: Tensor, graphs: list[Graph], alone: Callable[[int], Graph]
+                    ) -> list[Graph]:
+    """Cut the composition ``c`` of the union of ``graphs`` (``p``: the union state behind
+    each of its states) into one graph per member; a member with no state left is composed
+    ``alone`` (which gives its correct empty result)."""
     sizes = torch.tensor([g.num_states for g in graphs])
     owner = torch.bucketize(p, torch.cumsum(sizes, 0), right=True)       # graph of each state
+    level_sorted = c._cache.get("level_sorted", False)  # grouping keeps it within each graph
     if owner.shape[0] == c.num_states:
         c = _group_states(c, owner)
         owner = torch.sort(owner).values
     counts = torch.bincount(owner, minlength=len(graphs))
     firsts = torch.cumsum(counts, 0) - counts
-    arc_owner = owner[c.src]
-    order = torch.argsort(arc_owner, stable=True)
+    arc_owner = owner.index_select(0, c.src)
+    order = argsort_stable(arc_owner, len(graphs))
     arc_counts = torch.bincount(arc_owner, minlength=len(graphs)).tolist()
-    parts = [torch.split(t[order], arc_counts) for t in (c.src, c.dst, c.ilabel, c.olabel,
-                                                          c.weight)]
-    pay = None if c.payload is None else torch.split(c.payload[order], arc_counts)
+    parts = [torch.split(t.index_select(0, order), arc_counts)
+             for t in (c.src, c.dst, c.ilabel, c.olabel, c.weight)]
+    pay = None if c.payload is None else torch.split(c.payload.index_select(0, order),
+                                                     arc_counts)
     out: list[Graph] = []
     for i, (n, f) in enumerate(zip(counts.tolist(), firsts.tolist())):
         if n == 0:
-            out.append(compose(graphs[i], b))
+            out.append(alone(i))
             continue
         g = Graph(n, c.start[f:f + n], c.accept[f:f + n], parts[0][i] - f, parts[1][i] - f,
                   parts[2][i], parts[3][i], parts[4][i], None if pay is None else pay[i],
-                  c.isymbols, c.osymbols)
+                  c.isymbols, c.osymbols, checked=False)
         for key in ("levels", "rlevels"):
             if key in c._cache:
                 g._cache[key] = c._cache[key][f:f + n]
+        if level_sorted:
+            g._cache["level_sorted"] = True
         out.append(g)
     return out
 
 
 def _group_states(c: Graph, owner: Tensor) -> Graph:
     """``c`` with its states stably reordered by ``owner`` (S,) (cached levels kept)."""
-    perm = torch.argsort(owner, stable=True)
+    perm = argsort_stable(owner, int(owner.max()) + 1 if owner.numel() else 1)
     rank = torch.empty_like(perm)
     rank[perm] = torch.arange(perm.shape[0])
-    g = c.replace(start=c.start[perm], accept=c.accept[perm], src=rank[c.src], dst=rank[c.dst])
+    g = Graph(c.num_states, c.start[perm], c.accept[perm], rank.index_select(0, c.src),
+              rank.index_select(0, c.dst), c.ilabel, c.olabel, c.weight, c.payload, c.isymbols,
+              c.osymbols, checked=False)
     for key in ("levels", "rlevels"):
         if key in c._cache:
             g._cache[key] = c._cache[key][perm]
@@ -244,7 +303,7 @@ def _assemble(a: Graph, b: Graph, keep: Tensor, start: Tensor, accept: Tensor, s
         start, accept = torch.tensor([True]), torch.tensor([False])
     ilab, olab, weight, payload = _product_arcs(a, b, ia, ib)
     return Graph(max(n, 1), start, accept, new_id[src], new_id[dst], ilab, olab, weight,
-                 payload, a.isymbols, b.osymbols)
+                 payload, a.isymbols, b.osymbols, checked=False)
 
 
 def _build(a: Graph, b: Graph, keys: Tensor, src: Tensor, dst: Tensor, ia: Tensor,
@@ -256,7 +315,7 @@ def _build(a: Graph, b: Graph, keys: Tensor, src: Tensor, dst: Tensor, ia: Tenso
     ilab, olab, weight, payload = _product_arcs(a, b, ia, ib)
     g = Graph(int(keys.shape[0]), start, accept, torch.searchsorted(keys, src),
               torch.searchsorted(keys, dst), ilab, olab, weight, payload,
-              a.isymbols, b.osymbols)
+              a.isymbols, b.osymbols, checked=False)
     return trim(g)
 
 

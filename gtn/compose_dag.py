@@ -48,15 +48,21 @@ def dag_compose_ok(a: Graph, b: Graph) -> bool:
             and (not b_eps or input_epsilon_levels(b) is not None))
 
 
-def _side(g: Graph, key: Tensor, stays: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _side(g: Graph, key: Tensor, stays: bool, group: Tensor | None, n_groups: int
+          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(key, src, dst, arc id) of ``g``'s arcs, plus an epsilon self-loop (arc id -1) on every
-    state when ``stays``."""
+    state when ``stays``. With ``group`` (S,), the key also holds the source state's group, so
+    that only arcs of the same group match."""
     arc = torch.arange(g.num_arcs)
-    if not stays:
-        return key, g.src, g.dst, arc
-    loop = torch.arange(g.num_states)
-    return (torch.cat([key, torch.full_like(loop, EPSILON)]), torch.cat([g.src, loop]),
-            torch.cat([g.dst, loop]), torch.cat([arc, torch.full_like(loop, -1)]))
+    src, dst = g.src, g.dst
+    if stays:
+        loop = torch.arange(g.num_states)
+        key = torch.cat([key, torch.full_like(loop, EPSILON)])
+        src, dst = torch.cat([src, loop]), torch.cat([dst, loop])
+        arc = torch.cat([arc, torch.full_like(loop, -1)])
+    if group is not None:
+        key = (key - EPSILON) * n_groups + group.index_select(0, src)
+    return key, src, dst, arc
 
 
 def _level_reach(src: np.ndarray, dst: np.ndarray, bounds: list[int], init: np.ndarray,
@@ -77,29 +83,41 @@ def _level_reach(src: np.ndarray, dst: np.ndarray, bounds: list[int], init: np.n
     return seen
 
 
-def compose_dag(a: Graph, b: Graph) -> tuple[Graph, Tensor]:
+def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Graph, Tensor]:
     """Trimmed composition for :func:`dag_compose_ok` operands, with levels cached.
-    Returns the graph and (S,) the state of ``a`` in each of its states."""
+    Returns the graph and (S,) the state of ``a`` in each of its states.
+
+    ``groups`` ((Sa,), (Sb,) long) pairs only states of the same group: given disjoint unions
+    of graphs, it composes the i-th graph of ``a`` with the i-th of ``b``, all in one pass."""
     a_eps = bool((a.olabel == EPSILON).any())
     lev_a = a.state_levels()
     lev_e = input_epsilon_levels(b)
     assert lev_e is not None
     K = int(lev_e.max()) + 1 if b.num_states else 1
     Sa, Sb = a.num_states, b.num_states
-    ka, sa, da, ida = _side(a, a.olabel, K > 1)
-    kb, sb, db, idb = _side(b, b.ilabel, a_eps)
+    ga, gb = groups if groups is not None else (None, None)
+    n_groups = int(max(int(ga.max()), int(gb.max()))) + 1 if groups is not None else 1
+    ka, sa, da, ida = _side(a, a.olabel, K > 1, ga, n_groups)
+    kb, sb, db, idb = _side(b, b.ilabel, a_eps, gb, n_groups)
     if K == 1:   # group a's arcs by source level; the join keeps that order
         order = argsort_stable(lev_a[sa], Sa)
-        ka, sa, da, ida = ka[order], sa[order], da[order], ida[order]
+        ka, sa, da, ida = (t.index_select(0, order) for t in (ka, sa, da, ida))
     from .compose import _join
     ja, jb = _join(ka, kb)
-    ps, qs, pd, qd = sa[ja], sb[jb], da[ja], db[jb]
+    ps, qs = sa.index_select(0, ja), sb.index_select(0, jb)
+    pd, qd = da.index_select(0, ja), db.index_select(0, jb)
     lev_src = lev_a[ps] * K + lev_e[qs]
     if K > 1:
         order = argsort_stable(lev_src, Sa * K)
-        ja, jb, ps, qs, pd, qd, lev_src = (t[order] for t in (ja, jb, ps, qs, pd, qd, lev_src))
+        ja, jb, ps, qs, pd, qd, lev_src = (t.index_select(0, order)
+                                           for t in (ja, jb, ps, qs, pd, qd, lev_src))
     src, dst = ps * Sb + qs, pd * Sb + qd
-    starts = (a.start.nonzero() * Sb + b.start.nonzero().flatten()[None, :]).flatten()
+    sa0, sb0 = a.start.nonzero(), b.start.nonzero().flatten()[None, :]
+    starts = sa0 * Sb + sb0
+    if groups is not None:
+        starts = starts[ga[sa0] == gb[sb0]]
+    starts = starts.flatten()
     n_lev = int(lev_a.max()) * K + K if Sa else 1
     bounds = [0] + torch.cumsum(torch.bincount(lev_src, minlength=n_lev), 0).tolist()
     if Sa * Sb <= 4 * src.shape[0] + 100_000:   # dense product state ids
@@ -118,19 +136,23 @@ def compose_dag(a: Graph, b: Graph) -> tuple[Graph, Tensor]:
     bwd = _level_reach(s_np, d_np, bounds, (a.accept[p_all] & b.accept[q_all]).numpy(), True)
     return _assemble(a, b, torch.from_numpy(fwd & bwd), torch.from_numpy(fwd[s_np] & bwd[d_np]),
                      (p_all, q_all, lev_a[p_all] * K + lev_e[q_all]),
-                     (s_id, d_id, ida[ja], idb[jb]), torch.from_numpy(init))
+                     (s_id, d_id, ja, jb), (ida, idb), torch.from_numpy(init))
 
 
 def _assemble(a: Graph, b: Graph, keep: Tensor, arcs: Tensor, states: tuple[Tensor, ...],
-              moves: tuple[Tensor, ...], start: Tensor) -> tuple[Graph, Tensor]:
+              moves: tuple[Tensor, ...], arc_ids: tuple[Tensor, Tensor], start: Tensor
+              ) -> tuple[Graph, Tensor]:
     """The graph on product states ``keep`` (N,) bool, numbered in level order, with the arcs
-    ``arcs`` (M,) bool of ``moves`` (src, dst, arc of a, arc of b; -1 = stays)."""
+    ``arcs`` (M,) bool of ``moves`` (src, dst, index into ``arc_ids`` of a and of b, whose
+    entries are arcs of a and of b; -1 = stays)."""
     p, q, level = (t[keep] for t in states)
     order = argsort_stable(level, int(level.max()) + 1 if level.numel() else 1)
     n = int(order.shape[0])
     new_id = torch.full((keep.shape[0],), -1, dtype=torch.long)
     new_id[keep.nonzero().flatten()[order]] = torch.arange(n)
-    src, dst, ia, ib = (t[arcs] for t in moves)
+    kept = arcs.nonzero().flatten()
+    src, dst, ja, jb = (t.index_select(0, kept) for t in moves)
+    ia, ib = arc_ids[0].index_select(0, ja), arc_ids[1].index_select(0, jb)
     level = level[order]
     if n == 0:
         start_m, accept_m = torch.tensor([True]), torch.tensor([False])
@@ -142,15 +164,20 @@ def _assemble(a: Graph, b: Graph, keep: Tensor, arcs: Tensor, states: tuple[Tens
     has_a, has_b = ia >= 0, ib >= 0
     ia0, ib0 = ia.clamp(min=0), ib.clamp(min=0)
     zero = a.weight.new_zeros(())
-    wa = torch.where(has_a, a.weight[ia0], zero) if a.num_arcs else zero.expand(ia.shape)
-    wb = torch.where(has_b, b.weight[ib0], zero) if b.num_arcs else zero.expand(ib.shape)
-    ilab = torch.where(has_a, a.ilabel[ia0], EPSILON) if a.num_arcs else ia
-    olab = torch.where(has_b, b.olabel[ib0], EPSILON) if b.num_arcs else ib
+    def pick(t: Tensor, i0: Tensor, has: Tensor, other: float | int | Tensor) -> Tensor:
+        return torch.where(has, t.index_select(0, i0), other)
+
+    wa = pick(a.weight, ia0, has_a, zero) if a.num_arcs else zero.expand(ia.shape)
+    wb = pick(b.weight, ib0, has_b, zero) if b.num_arcs else zero.expand(ib.shape)
+    ilab = pick(a.ilabel, ia0, has_a, EPSILON) if a.num_arcs else ia
+    olab = pick(b.olabel, ib0, has_b, EPSILON) if b.num_arcs else ib
     payload = None
     if a.payload is not None:
-        payload = torch.where(has_a, a.payload[ia0], -1) if a.num_arcs else ia
-    g = Graph(max(n, 1), start_m, accept_m, new_id[src], new_id[dst], ilab, olab,
-              wa + wb.to(wa.dtype), payload, a.isymbols, b.osymbols)
+        payload = pick(a.payload, ia0, has_a, -1) if a.num_arcs else ia
+    g = Graph(max(n, 1), start_m, accept_m, new_id.index_select(0, src),
+              new_id.index_select(0, dst), ilab, olab,
+              wa + wb.to(wa.dtype), payload, a.isymbols, b.osymbols,
+              checked=False)
     g._cache["levels"] = levels
     g._cache["rlevels"] = levels.max() - levels
     g._cache["level_sorted"] = True

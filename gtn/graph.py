@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -81,9 +81,13 @@ class Graph:
     isymbols: SymbolTable | None = None
     osymbols: SymbolTable | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Operations pass False for graphs they build from valid graphs: checking every result
+    # costs a dozen tensor passes, as much as a small composition itself.
+    checked: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
-        self.validate()
+    def __post_init__(self, checked: bool) -> None:
+        if checked:
+            self.validate()
 
     # ------------------------------------------------------------------ builders
     @staticmethod

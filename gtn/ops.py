@@ -58,7 +58,8 @@ def keep_states(g: Graph, keep: Tensor, keep_arcs: Tensor | None = None) -> Grap
         n, start, accept = 1, torch.tensor([True]), torch.tensor([False])
     return Graph(n, start, accept, new_id[g.src[arcs]], new_id[g.dst[arcs]], g.ilabel[arcs],
                  g.olabel[arcs], g.weight[arcs],
-                 None if g.payload is None else g.payload[arcs], g.isymbols, g.osymbols)
+                 None if g.payload is None else g.payload[arcs], g.isymbols, g.osymbols,
+                 checked=False)
 
 
 def trim(g: Graph) -> Graph:
@@ -124,7 +125,7 @@ def union(graphs: Sequence[Graph]) -> Graph:
     p = _stack(graphs)
     return Graph(sum(g.num_states for g in graphs), torch.cat([g.start for g in graphs]),
                  torch.cat([g.accept for g in graphs]), p["src"], p["dst"], p["ilabel"],
-                 p["olabel"], p["weight"], p["payload"], it, ot)  # type: ignore[arg-type]
+                 p["olabel"], p["weight"], p["payload"], it, ot, checked=False)  # type: ignore[arg-type]
 
 
 def concat(graphs: Sequence[Graph]) -> Graph:

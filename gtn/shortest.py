@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .banded import banded_ok, banded_score
+from .banded import banded_ok, banded_score, scan_ok, scanned_log_score
 from .graph import Graph, argsort_stable
 from .semiring import LOG, MAX, Semiring
 
@@ -66,18 +66,21 @@ def make_plan(graphs: list[Graph], reverse: bool = False) -> Plan:
     starts = start.nonzero().flatten()
     a_src = torch.cat([src, torch.full_like(starts, N)])
     a_dst = torch.cat([dst, starts])
-    a_lvl = levels[a_dst]
-    aorder = argsort_stable(pos[a_dst], N + 1)   # by level, then destination
+    a_lvl = levels.index_select(0, a_dst)
+    dst_pos = pos.index_select(0, a_dst)
+    aorder = argsort_stable(dst_pos, N + 1)   # by level, then destination
     state_counts = torch.bincount(levels, minlength=L)
     level_first = torch.cumsum(state_counts, 0) - state_counts
     arc_counts = torch.bincount(a_lvl, minlength=L).tolist()
-    dst_local = pos[a_dst[aorder]] - level_first[a_lvl[aorder]]
+    a_lvl = a_lvl.index_select(0, aorder)
+    dst_local = dst_pos.index_select(0, aorder) - level_first.index_select(0, a_lvl)
     graph_of = torch.repeat_interleave(torch.arange(len(graphs)), sizes)
     plan = Plan(
         num_graphs=len(graphs), num_states=N, state_pos=pos[:N],
         state_split=state_counts.tolist(),
         arc_weight_index=list(torch.split(aorder, arc_counts)),
-        arc_src_pos=list(torch.split(pos[a_src[aorder]], arc_counts)),
+        arc_src_pos=list(torch.split(pos.index_select(0, a_src.index_select(0, aorder)),
+                                     arc_counts)),
         arc_dst_local=list(torch.split(dst_local, arc_counts)),
         final_pos=pos[accept.nonzero().flatten()],
         final_graph=graph_of[accept], num_arcs=A,
@@ -134,12 +137,15 @@ def score(graphs: Graph | list[Graph], semiring: Semiring,
           weight: Tensor | None = None) -> Tensor:
     """Semiring total over accepting paths, scalar for one graph, (B,) for a list.
     ``weight`` (A,) optionally replaces the graphs' concatenated arc weights. Uses the banded
-    tree reduction when the graphs' topological bandwidth is small, else the level DP."""
+    scan (log semiring) or tree reduction when the graphs' topological bandwidth is small,
+    else the level DP."""
     gs, single = _as_list(graphs)
     _check_dtypes(gs)
     if weight is None:
         weight = torch.cat([g.weight for g in gs]) if len(gs) > 1 else gs[0].weight
-    if banded_ok(gs) and not semiring.shape:
+    if semiring is LOG and scan_ok(gs):
+        totals = scanned_log_score(gs, weight)
+    elif banded_ok(gs) and not semiring.shape:
         totals = banded_score(gs, weight, semiring)
     else:
         totals = run_plan(make_plan(gs), weight, semiring)[0]

@@ -53,7 +53,7 @@ def path_graph(g: Graph, idx: Tensor) -> Graph:
     accept[n] = True
     return Graph(n + 1, start, accept, torch.arange(n), torch.arange(1, n + 1), g.ilabel[idx],
                  g.olabel[idx], g.weight[idx], None if g.payload is None else g.payload[idx],
-                 g.isymbols, g.osymbols)
+                 g.isymbols, g.osymbols, checked=False)
 
 
 def _level_paths(gs: list[Graph]) -> list[list[int]]:

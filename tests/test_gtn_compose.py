@@ -90,6 +90,25 @@ def test_compose_many_equals_one_by_one(gs, b):
             gtn.forward_score(gtn.compose(g, b)))
 
 
+@given(st.lists(st.tuples(graphs(transducer=True), graphs(transducer=True)),
+                min_size=2, max_size=4))
+def test_compose_pairs_equals_one_by_one(pairs):
+    # some pairs need the epsilon filter (then all go one by one), most share one pass
+    for mixed in (pairs, [_no_filter_pair(a, b) for a, b in pairs]):
+        firsts, seconds = [a for a, _ in mixed], [b for _, b in mixed]
+        for a, b, c in zip(firsts, seconds, gtn.compose_pairs(firsts, seconds)):
+            one = gtn.compose(a, b)
+            same(relation(c, 30), relation(one, 30))
+            assert c.is_acyclic
+            assert torch.allclose(gtn.forward_score(c), gtn.forward_score(one))
+
+
+def test_compose_pairs_needs_equal_lengths():
+    g = gtn.linear_graph([1, 2])
+    with pytest.raises(ValueError, match="compose_pairs"):
+        gtn.compose_pairs([g, g], [g])
+
+
 def test_compose_many_on_cheques_matches_compose():
     from gtn.bench import cheque_grammar, cheque_lattice
     gram = cheque_grammar()

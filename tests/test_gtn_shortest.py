@@ -153,3 +153,34 @@ def test_viterbi_path_without_autograd(mode):
             path_g, idx = gtn.viterbi_path(h)
             assert close(float(h.weight[idx].sum()), float(gtn.viterbi_score(h)))
             assert gtn.viterbi_paths([h, h]) == [idx, idx]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_log_score_routes_agree_in_value_and_gradient(dtype):
+    # The scan (custom backward), the tree reduction and the level DP (both autograd) are
+    # three independent computations of the same totals and arc posteriors.
+    from gtn.banded import banded_score, scan_ok, scanned_log_score
+    from gtn.bench import random_lattice
+    from gtn.shortest import make_plan, run_plan
+
+    gs = [random_lattice(n, seed=n, dtype=dtype) for n in (2, 7, 19, 30)]
+    dead = random_lattice(5, seed=1, dtype=dtype)
+    gs.append(dead.replace(accept=torch.zeros(5, dtype=torch.bool)))  # accepts nothing
+    assert scan_ok(gs)
+    grads, totals = [], []
+    for route in ("scan", "tree", "level"):
+        w = torch.cat([g.weight for g in gs]).detach().clone().requires_grad_(True)
+        if route == "scan":
+            t = scanned_log_score(gs, w)
+        elif route == "tree":
+            t = banded_score(gs, w, gtn.LOG)
+        else:
+            t = run_plan(make_plan(gs), w, gtn.LOG)[0]
+        (t * torch.arange(1, len(gs) + 1, dtype=dtype)).sum().backward()
+        totals.append(t.detach())
+        grads.append(w.grad)
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    assert totals[0][-1] == -math.inf and float(grads[0][-dead.num_arcs:].abs().sum()) == 0.0
+    for t, g in zip(totals[1:], grads[1:]):
+        assert torch.allclose(totals[0], t, rtol=tol, atol=tol)
+        assert torch.allclose(grads[0], g, rtol=tol, atol=tol)
