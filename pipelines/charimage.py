@@ -146,5 +146,5 @@ def to_lenet_batch(
         )
     out = np.empty((n, 1, SIZE, SIZE), np.float32)
     for i, (p, lh, off) in enumerate(zip(patches, heights, offsets)):
-        out[i, 0] = to_lenet_input(p, lh, off)
-    return torch.from_numpy(out)
+        out[i, 0] = to_lenet_ink(p, lh, off)
+    return torch.from_numpy(BACKGROUND + (FOREGROUND - BACKGROUND) * out)  # as to_lenet_input

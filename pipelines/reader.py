@@ -220,8 +220,8 @@ def decode_batch(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
                                                           batch)]
     scored = [i for i, r in enumerate(readings) if r.amount is not None]
     if scored:
-        constrained = [gtn.compose(graphs[i], gtn.linear_graph(amount_to_labels(
-            readings[i].amount))) for i in scored]  # type: ignore[arg-type]
+        constrained = gtn.compose_pairs([graphs[i] for i in scored], [gtn.linear_graph(
+            amount_to_labels(readings[i].amount)) for i in scored])  # type: ignore[arg-type]
         post = gtn.forward_score(constrained) - gtn.forward_score([graphs[i] for i in scored])
         for i, lp in zip(scored, post.tolist()):
             conf = float(np.exp(min(lp, 0.0)))

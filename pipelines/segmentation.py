@@ -422,19 +422,24 @@ def build_arcs(boxes: np.ndarray, line: Line) -> tuple[np.ndarray, ...]:
     # Horizontal gap between consecutive pieces (negative when they overlap).
     reach = np.maximum.accumulate(boxes[:, 2])
     gaps = np.concatenate([[np.inf], boxes[1:, 0] - reach[:-1], [np.inf]]).astype(np.float64)
-    starts, ends = [], []
-    for n in range(1, MAX_PIECES_PER_ARC + 1):
-        i = np.arange(0, count - n + 1)
-        starts.append(i)
-        ends.append(i + n)
-    start, end = np.concatenate(starts), np.concatenate(ends)
-    span = np.stack([
-        np.array([boxes[a:b, 0].min() for a, b in zip(start, end)]),
-        np.array([boxes[a:b, 1].min() for a, b in zip(start, end)]),
-        np.array([boxes[a:b, 2].max() for a, b in zip(start, end)]),
-        np.array([boxes[a:b, 3].max() for a, b in zip(start, end)]),
-    ], 1)
-    inner = np.array([gaps[a + 1 : b].max(initial=-np.inf) for a, b in zip(start, end)])
+    # Arcs of n pieces for n = 1.. MAX_PIECES_PER_ARC: each n's span and widest inner gap
+    # grow from n - 1's by one more piece, all starts at once.
+    starts, spans, inners = [], [], []
+    lo, hi = boxes[:, :2].copy(), boxes[:, 2:].copy()
+    inner_n = np.full(count, -np.inf)
+    for n in range(1, min(MAX_PIECES_PER_ARC, count) + 1):
+        m = count - n + 1
+        if n > 1:
+            lo = np.minimum(lo[:m], boxes[n - 1 :, :2])
+            hi = np.maximum(hi[:m], boxes[n - 1 :, 2:])
+            inner_n = np.maximum(inner_n[:m], gaps[n - 1 : n - 1 + m])
+        starts.append(np.arange(m))
+        spans.append(np.concatenate([lo, hi], 1))
+        inners.append(inner_n.copy())
+    start = np.concatenate(starts)
+    end = start + np.concatenate([np.full(len(s), n) for n, s in enumerate(starts, 1)])
+    span = np.concatenate(spans)
+    inner = np.concatenate(inners)
     inner = np.where(np.isfinite(inner), inner, 0.0)
     single = end - start == 1
     ok = single | (((span[:, 2] - span[:, 0]) <= MAX_ARC_WIDTH * line.height)

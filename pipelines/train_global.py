@@ -122,8 +122,8 @@ class GlobalLoss(nn.Module):
         for g in sorted(set(grammars)):
             ids = [i for i, gi in enumerate(grammars) if gi == g]
             full = self.reader.amount_graphs([batch[i] for i in ids], g)
-            cons = [gtn.compose(f, gtn.linear_graph(amount_to_labels(amounts[i])))
-                    for f, i in zip(full, ids)]
+            cons = gtn.compose_pairs(full, [gtn.linear_graph(amount_to_labels(amounts[i]))
+                                            for i in ids])
             keep = [j for j, c in enumerate(cons) if c.num_arcs > 0]
             missed += len(ids) - len(keep)
             if keep:
