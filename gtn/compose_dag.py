@@ -112,28 +112,48 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
         order = argsort_stable(lev_src, Sa * K)
         ja, jb, ps, qs, pd, qd, lev_src = (t.index_select(0, order)
                                            for t in (ja, jb, ps, qs, pd, qd, lev_src))
-    src, dst = ps * Sb + qs, pd * Sb + qd
+    # Product state id p * W + q, with q local to its group when grouped: only pairs within
+    # a group exist, so the id space is Sa x (largest group of b), not Sa x Sb.
+    if groups is not None:
+        b_size = torch.bincount(gb, minlength=n_groups)
+        b_first = torch.cumsum(b_size, 0) - b_size
+        W = int(b_size.max())
+
+        def local(q: Tensor) -> Tensor:
+            return q - b_first.index_select(0, gb.index_select(0, q))
+    else:
+        W = Sb
+
+        def local(q: Tensor) -> Tensor:
+            return q
+    src, dst = ps * W + local(qs), pd * W + local(qd)
     sa0, sb0 = a.start.nonzero(), b.start.nonzero().flatten()[None, :]
-    starts = sa0 * Sb + sb0
+    starts = sa0 * W + local(sb0.flatten())[None, :]
     if groups is not None:
         starts = starts[ga[sa0] == gb[sb0]]
     starts = starts.flatten()
     n_lev = int(lev_a.max()) * K + K if Sa else 1
     bounds = [0] + torch.cumsum(torch.bincount(lev_src, minlength=n_lev), 0).tolist()
-    if Sa * Sb <= 4 * src.shape[0] + 100_000:   # dense product state ids
+    if Sa * W <= 4 * src.shape[0] + 100_000:   # dense product state ids
         keys, s_id, d_id, st_id = None, src, dst, starts
     else:
         keys, inv = torch.unique(torch.cat([starts, src, dst]), return_inverse=True)
         n0, m = starts.shape[0], src.shape[0]
         st_id, s_id, d_id = inv[:n0], inv[n0:n0 + m], inv[n0 + m:]
-    N = Sa * Sb if keys is None else int(keys.shape[0])
-    p_all = torch.arange(N) // Sb if keys is None else keys // Sb
-    q_all = torch.arange(N) % Sb if keys is None else keys % Sb
+    N = Sa * W if keys is None else int(keys.shape[0])
+    ids = torch.arange(N) if keys is None else keys
+    p_all, q_all = ids // W, ids % W
+    exists = torch.ones(N, dtype=torch.bool)
+    if groups is not None:  # back to b's state ids; local ids past a group's size are no state
+        g_of = ga.index_select(0, p_all)
+        exists = q_all < b_size.index_select(0, g_of)
+        q_all = torch.where(exists, q_all + b_first.index_select(0, g_of), 0)
     s_np, d_np = s_id.numpy(), d_id.numpy()
     init = np.zeros(N, dtype=bool)
     init[st_id.numpy()] = True
     fwd = _level_reach(s_np, d_np, bounds, init, False)
-    bwd = _level_reach(s_np, d_np, bounds, (a.accept[p_all] & b.accept[q_all]).numpy(), True)
+    final = a.accept.index_select(0, p_all) & b.accept.index_select(0, q_all) & exists
+    bwd = _level_reach(s_np, d_np, bounds, final.numpy(), True)
     return _assemble(a, b, torch.from_numpy(fwd & bwd), torch.from_numpy(fwd[s_np] & bwd[d_np]),
                      (p_all, q_all, lev_a[p_all] * K + lev_e[q_all]),
                      (s_id, d_id, ja, jb), (ida, idb), torch.from_numpy(init))
