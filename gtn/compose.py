@@ -154,15 +154,13 @@ def compose_pairs(first: list[Graph], second: list[Graph]) -> list[Graph]:
         raise ValueError(f"compose_pairs: {len(first)} first graphs but {len(second)} second")
     for a, b in zip(first, second):
         check_symbols(a, b)
-    one_by_one = [compose(a, b) for a, b in zip(first, second)] if len(first) < 2 else None
-    if one_by_one is not None:
-        return one_by_one
-    if any(bool((a.olabel == EPSILON).any()) and bool((b.ilabel == EPSILON).any())
-           for a, b in zip(first, second)) or not all(a.is_acyclic for a in first):
-        return [compose(a, b) for a, b in zip(first, second)]
     from .ops import union
-    ua, ub = _union_with_levels(first), union(second)
-    if not dag_compose_ok(ua, ub):
+    pairs_ok = len(first) > 1 and all(a.is_acyclic for a in first) and not any(
+        bool((a.olabel == EPSILON).any()) and bool((b.ilabel == EPSILON).any())
+        for a, b in zip(first, second))
+    ua = _union_with_levels(first) if pairs_ok else None
+    ub = union(second) if pairs_ok else None
+    if ua is None or ub is None or not dag_compose_ok(ua, ub):
         return [compose(a, b) for a, b in zip(first, second)]
     groups = tuple(torch.repeat_interleave(torch.arange(len(gs)), torch.tensor(
         [g.num_states for g in gs])) for gs in (first, second))

@@ -117,15 +117,13 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
     if groups is not None:
         b_size = torch.bincount(gb, minlength=n_groups)
         b_first = torch.cumsum(b_size, 0) - b_size
-        W = int(b_size.max())
-
-        def local(q: Tensor) -> Tensor:
-            return q - b_first.index_select(0, gb.index_select(0, q))
+        W, q_first = int(b_size.max()), b_first.index_select(0, gb)  # q_first: (Sb,)
     else:
-        W = Sb
+        W, q_first = Sb, None
 
-        def local(q: Tensor) -> Tensor:
-            return q
+    def local(q: Tensor) -> Tensor:
+        return q if q_first is None else q - q_first.index_select(0, q)
+
     src, dst = ps * W + local(qs), pd * W + local(qd)
     sa0, sb0 = a.start.nonzero(), b.start.nonzero().flatten()[None, :]
     starts = sa0 * W + local(sb0.flatten())[None, :]

@@ -424,7 +424,7 @@ def build_arcs(boxes: np.ndarray, line: Line) -> tuple[np.ndarray, ...]:
     gaps = np.concatenate([[np.inf], boxes[1:, 0] - reach[:-1], [np.inf]]).astype(np.float64)
     # Arcs of n pieces for n = 1.. MAX_PIECES_PER_ARC: each n's span and widest inner gap
     # grow from n - 1's by one more piece, all starts at once.
-    starts, spans, inners = [], [], []
+    starts, ends, spans, inners = [], [], [], []
     lo, hi = boxes[:, :2].copy(), boxes[:, 2:].copy()
     inner_n = np.full(count, -np.inf)
     for n in range(1, min(MAX_PIECES_PER_ARC, count) + 1):
@@ -434,10 +434,10 @@ def build_arcs(boxes: np.ndarray, line: Line) -> tuple[np.ndarray, ...]:
             hi = np.maximum(hi[:m], boxes[n - 1 :, 2:])
             inner_n = np.maximum(inner_n[:m], gaps[n - 1 : n - 1 + m])
         starts.append(np.arange(m))
+        ends.append(np.arange(m) + n)
         spans.append(np.concatenate([lo, hi], 1))
         inners.append(inner_n.copy())
-    start = np.concatenate(starts)
-    end = start + np.concatenate([np.full(len(s), n) for n, s in enumerate(starts, 1)])
+    start, end = np.concatenate(starts), np.concatenate(ends)
     span = np.concatenate(spans)
     inner = np.concatenate(inners)
     inner = np.where(np.isfinite(inner), inner, 0.0)
