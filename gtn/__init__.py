@@ -13,7 +13,7 @@ from .criteria import (
 from .draw import draw, to_dot, to_networkx
 from .graph import EPSILON, Graph, SymbolTable, linear_graph
 from .nbest import nbest, prune
-from .ops import closure, concat, project_input, project_output, remove_epsilon, trim, union
+from .ops import closure, concat, invert, project_input, project_output, remove_epsilon, trim, union
 from .semiring import COUNT, LOG, MAX, TROPICAL, Semiring, kbest
 from .shortest import (
     arc_posteriors,
@@ -28,7 +28,7 @@ __all__ = [
     "arc_posteriors", "closure", "compose", "compose_many", "compose_pairs", "concat",
     "discriminative_viterbi_loss", "draw",
     "forward_loss", "forward_loss_constrained", "forward_score", "intersect", "kbest",
-    "linear_graph", "nbest", "project_input", "project_output", "prune", "remove_epsilon",
+    "invert", "linear_graph", "nbest", "project_input", "project_output", "prune", "remove_epsilon",
     "shortest_distance", "to_dot", "to_networkx", "trim", "union", "viterbi_loss",
     "viterbi_path", "viterbi_paths", "viterbi_score",
 ]

@@ -181,6 +181,11 @@ def project_output(g: Graph) -> Graph:
     return g.replace(ilabel=g.olabel, isymbols=g.osymbols)
 
 
+def invert(g: Graph) -> Graph:
+    """The inverse transducer: input and output labels (and symbol tables) swapped."""
+    return g.replace(ilabel=g.olabel, olabel=g.ilabel, isymbols=g.osymbols, osymbols=g.isymbols)
+
+
 def _eps_closure(g: Graph, eps: Tensor, semiring: Semiring) -> tuple[Tensor, Tensor]:
     """Dense epsilon distances among the states V touching epsilon arcs.
     Returns (V (n,) state ids, D (n, n) with D[i, j] = plus over eps paths V[i] -> V[j])."""

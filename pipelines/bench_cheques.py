@@ -73,7 +73,8 @@ def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, gram
     reader = load_reader(weights)
     readings: list[Reading] = []
     start = time.perf_counter()
-    prepared = prepare_all([c.png for c in cases], is_field, reader.field_proposer, workers)
+    prepared = prepare_all([c.png for c in cases], is_field, reader.field_proposer, workers,
+                           keep_images=False)
     for at in range(0, len(cases), BATCH):
         chunk = cases[at : at + BATCH]
         by_grammar: dict[str, list[int]] = {}

@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         progress = tqdm(total=len(args.paths), unit="cheque", file=sys.stderr)
     status = EXIT_OK
-    prepared = prepare_all(args.paths, args.field, reader.field_proposer, args.workers)
+    prepared = prepare_all(args.paths, args.field, reader.field_proposer, args.workers,
+                           keep_images=args.explain is not None)
     for at in range(0, len(args.paths), BATCH):
         chunk = args.paths[at : at + BATCH]
         results: dict[int, Reading] = {}

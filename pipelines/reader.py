@@ -8,7 +8,7 @@ be trained globally; `read_cheque` is the one-call function for library users.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +167,20 @@ class ChequeReader(nn.Module):
         """Interpretation graphs composed with the grammar: output labels spell amounts."""
         return gtn.compose_many(self.interpretation_graphs(batch), self.grammars[grammar].graph())
 
+    def writings(self, grammar: str, amounts: Sequence[str]) -> list[gtn.Graph]:
+        """For each amount, the grammar restricted to the ways of writing it: a transducer from
+        written characters to that amount's labels."""
+        inverse = gtn.invert(self.grammars[grammar].graph())
+        return [gtn.invert(w) for w in gtn.compose_many(
+            [gtn.linear_graph(amount_to_labels(a)) for a in amounts], inverse)]
+
+    def constrained_graphs(self, interpretations: Sequence[gtn.Graph], grammar: str,
+                           amounts: Sequence[str]) -> list[gtn.Graph]:
+        """The paths of each interpretation graph composed with the grammar that read the given
+        amount: interpretation o (grammar o amount), the same graph as (interpretation o
+        grammar) o amount, made about 4x faster by restricting the small grammar first."""
+        return gtn.compose_pairs(list(interpretations), self.writings(grammar, amounts))
+
 
 def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
     """The best path (arc indices) of an amount graph as a Reading (confidence filled in
@@ -215,13 +229,15 @@ def decode_batch(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
                  ) -> list[Reading]:
     """Viterbi readings of prepared images, with the confidence of each: the posterior of the
     best amount (forward score of its paths minus that of all paths)."""
-    graphs = reader.amount_graphs(batch, grammar)
+    interpretations = reader.interpretation_graphs(batch)
+    graphs = gtn.compose_many(interpretations, reader.grammars[grammar].graph())
     readings = [_decode(g, arcs, p) for g, arcs, p in zip(graphs, gtn.viterbi_paths(graphs),
                                                           batch)]
     scored = [i for i, r in enumerate(readings) if r.amount is not None]
     if scored:
-        constrained = gtn.compose_pairs([graphs[i] for i in scored], [gtn.linear_graph(
-            amount_to_labels(readings[i].amount)) for i in scored])  # type: ignore[arg-type]
+        constrained = reader.constrained_graphs(
+            [interpretations[i] for i in scored], grammar,
+            [readings[i].amount for i in scored])  # type: ignore[misc]
         post = gtn.forward_score(constrained) - gtn.forward_score([graphs[i] for i in scored])
         for i, lp in zip(scored, post.tolist()):
             conf = float(np.exp(min(lp, 0.0)))
@@ -298,8 +314,10 @@ def _init_worker(scorer_state: dict[str, Tensor]) -> None:
 
 
 def prepare_source(source: bytes | str | Path, is_field: bool,
-                   field_scorer: FieldScorer | None) -> Prepared | str:
-    """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message."""
+                   field_scorer: FieldScorer | None, keep_images: bool = True
+                   ) -> Prepared | str:
+    """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message.
+    Without `keep_images` the segmentations lose their pictures (only --explain draws them)."""
     import cv2
 
     from pipelines.images import ImageError, load_gray
@@ -311,25 +329,33 @@ def prepare_source(source: bytes | str | Path, is_field: bool,
                 return "the image bytes could not be decoded"
         else:
             gray = load_gray(source)
-        return prepare(gray, is_field=is_field, field_scorer=field_scorer)
+        prep = prepare(gray, is_field=is_field, field_scorer=field_scorer)
     except (ImageError, ValueError) as err:
         return str(err)
     except Exception as err:  # a reader bug must not stop the other inputs
         return f"could not read {source if not isinstance(source, bytes) else 'image'}: " \
                f"{type(err).__name__}: {err}"
+    if keep_images:
+        return prep
+    return replace(prep, segmentations=[s.without_images() for s in prep.segmentations])
 
 
-def _prepare_in_worker(job: tuple[bytes | str | Path, bool]) -> Prepared | str:
-    return prepare_source(job[0], job[1], _WORKER_FIELD_SCORER)
+def _prepare_in_worker(job: tuple[bytes | str | Path, bool, bool]) -> Prepared | str:
+    return prepare_source(job[0], job[1], _WORKER_FIELD_SCORER, job[2])
 
 
 def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
-                field_scorer: FieldScorer, workers: int = 1):  # type: ignore[no-untyped-def]
+                field_scorer: FieldScorer, workers: int = 1, keep_images: bool = True
+                ):  # type: ignore[no-untyped-def]
     """Yield `prepare_source` of each source in order; with workers > 1 the image analysis
-    runs in that many processes while the caller decodes what is ready."""
+    runs in that many processes while the caller decodes what is ready.
+
+    Whenever the next result is not ready (while the workers start, say), this process
+    prepares the earliest source no worker has taken yet itself, so no core idles."""
+    jobs = [(s, is_field, keep_images) for s in sources]
     if workers <= 1 or len(sources) < 2:
         for s in sources:
-            yield prepare_source(s, is_field, field_scorer)
+            yield prepare_source(s, is_field, field_scorer, keep_images)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -337,4 +363,14 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
     state = {k: v.detach().clone() for k, v in field_scorer.state_dict().items()}
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(state,)) as pool:
-        yield from pool.map(_prepare_in_worker, [(s, is_field) for s in sources], chunksize=4)
+        futures = [pool.submit(_prepare_in_worker, job) for job in jobs]
+        here: dict[int, Prepared | str] = {}
+        untaken = 0  # futures before this one are running, done or cancelled
+        for i, fut in enumerate(futures):
+            untaken = max(untaken, i + 1)
+            while not fut.done() and untaken < len(futures):
+                if futures[untaken].cancel():  # no worker has it: read it here
+                    here[untaken] = prepare_source(*jobs[untaken][:2], field_scorer,
+                                                   keep_images)
+                untaken += 1
+            yield here.pop(i) if i in here else fut.result()

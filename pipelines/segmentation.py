@@ -15,7 +15,7 @@ node i to node j is the candidate character made of pieces i..j-1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
@@ -72,6 +72,18 @@ class Segmentation:
         return replace(self, pieces=np.broadcast_to(np.int32(0), self.pieces.shape),
                        ink=np.broadcast_to(np.float32(0), self.ink.shape))
 
+    def __reduce__(self) -> tuple:
+        # A placeholder picture would be pickled at full size: send its shape and dtype only
+        # (what the reader's worker processes hand back when no picture is asked for).
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        blanks = {}
+        for name in ("pieces", "ink"):
+            a = state[name]
+            if a.size > 1 and not any(a.strides):
+                blanks[name] = (a.shape, a.dtype.str, a.flat[0].item())
+                state[name] = None
+        return (_rebuild_segmentation, (state, blanks))
+
     def field_boxes(self) -> np.ndarray:
         """(A, 4) arc boxes x, y, w, h mapped back from the deskewed frame to the field's."""
         if self.angle == 0.0:
@@ -98,6 +110,12 @@ class Segmentation:
             patches.append(np.where(keep, self.ink[y : y + h, x : x + w], 0.0).astype(np.float32))
         tops = self.boxes[:, 1].astype(np.float32) - self.line.top
         return patches, tops
+
+
+def _rebuild_segmentation(state: dict, blanks: dict) -> Segmentation:
+    for name, (shape, dtype, value) in blanks.items():
+        state[name] = np.broadcast_to(np.array(value, dtype), shape)
+    return Segmentation(**state)
 
 
 def ink_of(gray: np.ndarray) -> np.ndarray:

@@ -43,7 +43,6 @@ from torch import Tensor, nn
 import gtn
 from pipelines.amounts import GRAMMARS
 from pipelines.datasets import BadRow, BadRowsError, Example, load_examples
-from pipelines.grammar import amount_to_labels
 from pipelines.reader import (
     DEFAULT_READER_WEIGHTS,
     ChequeReader,
@@ -121,9 +120,9 @@ class GlobalLoss(nn.Module):
         missed = 0
         for g in sorted(set(grammars)):
             ids = [i for i, gi in enumerate(grammars) if gi == g]
-            full = self.reader.amount_graphs([batch[i] for i in ids], g)
-            cons = gtn.compose_pairs(full, [gtn.linear_graph(amount_to_labels(amounts[i]))
-                                            for i in ids])
+            interpretations = self.reader.interpretation_graphs([batch[i] for i in ids])
+            full = gtn.compose_many(interpretations, self.reader.grammars[g].graph())
+            cons = self.reader.constrained_graphs(interpretations, g, [amounts[i] for i in ids])
             keep = [j for j, c in enumerate(cons) if c.num_arcs > 0]
             missed += len(ids) - len(keep)
             if keep:

@@ -60,6 +60,14 @@ def test_projections(g):
 
 
 @given(graphs(transducer=True))
+def test_invert_swaps_every_pair_of_the_relation(g):
+    rel = relation(g)
+    inverse = relation(gtn.invert(g))
+    assert inverse == {(o, i): ws for (i, o), ws in rel.items()}
+    assert gtn.invert(gtn.invert(g)).to_str() == g.to_str()
+
+
+@given(graphs(transducer=True))
 def test_remove_epsilon_keeps_scores_per_string(g):
     for semiring, combine in ((gtn.LOG, logsumexp), (gtn.MAX, max)):
         h = gtn.remove_epsilon(g, semiring)

@@ -100,3 +100,33 @@ def test_the_field_beam_keeps_the_candidates_near_the_best(reader):
         kept = prepare(gray, max_fields=3, field_scorer=reader.field_proposer, field_beam=beam)
         want = [f.box for f, s in zip(every.fields, scores) if s >= scores.max() - beam]
         assert [f.box for f in kept.fields] == want
+
+
+@pytest.mark.parametrize("grammar", ["us", "eu", "digits"])
+def test_constrained_graphs_restrict_the_amount_graph_to_the_amount(reader, grammar):
+    """interpretation o (grammar o amount), as the reader builds it, scores the same paths as
+    the amount graph composed with the amount afterwards: the same forward score and gradient."""
+    from pipelines.grammar import amount_to_labels
+
+    gray = np.asarray(__import__("PIL.Image").Image.open(
+        SAMPLES / LABELS[0]["file"]).convert("L"))
+    prep = prepare(gray, field_scorer=reader.field_proposer)
+    amounts = ["1234.56", "7", "40.00", "999999"]
+    scores = []
+    for restrict_first in (False, True):
+        reader.zero_grad()
+        interp = reader.interpretation_graphs([prep] * len(amounts))
+        if restrict_first:
+            graphs = reader.constrained_graphs(interp, grammar, amounts)
+        else:
+            full = gtn.compose_many(interp, reader.grammars[grammar].graph())
+            graphs = [gtn.compose(f, gtn.linear_graph(amount_to_labels(a)))
+                      for f, a in zip(full, amounts)]
+        score = gtn.forward_score(graphs)
+        score[torch.isfinite(score)].sum().backward()
+        grad = reader.grammars[grammar].weight.grad.clone()
+        scores.append((score.detach(), grad))
+    (a, ga), (b, gb) = scores
+    assert torch.isfinite(a).any() and torch.equal(torch.isfinite(a), torch.isfinite(b))
+    assert torch.allclose(a[torch.isfinite(a)], b[torch.isfinite(b)], atol=1e-4)
+    assert torch.allclose(ga, gb, atol=1e-4)
