@@ -7,6 +7,7 @@ be trained globally; `read_cheque` is the one-call function for library users.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -118,6 +119,10 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     return Prepared(fields, segs, inputs, feats)
 
 
+# Reading drops a segment's classes scoring this much (log) below its best class: arcs
+# carrying under exp(-CLASS_BEAM) of the weight, most of the graph (chosen on validation
+# cheques, see the model card).
+CLASS_BEAM = 12.0
 LENET_CHUNK = 256  # characters per LeNet call when reading
 
 
@@ -160,7 +165,8 @@ class ChequeReader(nn.Module):
             field_scores = (self.field_scorer(p.field_features) if len(p.fields) > 1
                             else torch.zeros(1))
             field_scores = torch.log_softmax(field_scores, 0)
-            graphs.append(interpretation_graph(p.segmentations, cls, seg, field_scores))
+            graphs.append(interpretation_graph(p.segmentations, cls, seg, field_scores,
+                                               CLASS_BEAM if reading else math.inf))
         return graphs
 
     def amount_graphs(self, batch: Sequence[Prepared], grammar: str) -> list[gtn.Graph]:

@@ -9,6 +9,7 @@ Scores are log-domain (higher is better), as `gtn` expects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -43,32 +44,43 @@ def lattice_arcs(seg: Segmentation, offset: int) -> tuple[Tensor, Tensor]:
 
 
 def interpretation_graph(fields: Sequence[Segmentation], class_penalties: Sequence[Tensor],
-                         segment_penalties: Sequence[Tensor], field_scores: Tensor) -> gtn.Graph:
+                         segment_penalties: Sequence[Tensor], field_scores: Tensor,
+                         class_beam: float = math.inf) -> gtn.Graph:
     """One cheque's interpretation graph over its candidate fields.
 
     class_penalties[k]: (A_k, NUM_CLASSES) recognizer penalties of field k's segment arcs;
     segment_penalties[k]: (A_k,); field_scores: (K,) log-scores of the fields.
     Arc payload = index of the segment arc, counted over all fields in order.
+    With a finite `class_beam`, a segment's classes whose penalty exceeds its best class's by
+    more than the beam get no arc (a reading-time pruning: such arcs carry next to no weight).
     """
-    srcs, dsts, weights, payloads = [], [], [], []
+    srcs, dsts, weights, payloads, labels = [], [], [], [], []
     starts, accepts = [], []
     offset = seg_offset = 0
     for k, seg in enumerate(fields):
         src, dst = lattice_arcs(seg, offset)
-        score = -(class_penalties[k] + segment_penalties[k][:, None]).reshape(-1)
+        pen = class_penalties[k]
+        score = -(pen + segment_penalties[k][:, None]).reshape(-1)
         first = src == offset
         score = score + first.to(score.dtype) * field_scores[k]
+        payload = torch.arange(seg.num_arcs).repeat_interleave(NUM_CLASSES) + seg_offset
+        label = torch.arange(NUM_CLASSES).repeat(seg.num_arcs)
+        if class_beam < math.inf:
+            keep = ((pen - pen.min(1, keepdim=True).values) <= class_beam).reshape(-1)
+            src, dst, score, payload, label = (t[keep] for t in (src, dst, score, payload,
+                                                                 label))
         srcs.append(src)
         dsts.append(dst)
         weights.append(score)
-        payloads.append(torch.arange(seg.num_arcs).repeat_interleave(NUM_CLASSES) + seg_offset)
+        payloads.append(payload)
+        labels.append(label)
         starts.append(offset)
         accepts.append(offset + seg.num_pieces)
         offset += seg.num_pieces + 1
         seg_offset += seg.num_arcs
-    labels = torch.arange(NUM_CLASSES).repeat(seg_offset)
+    label = torch.cat(labels)
     return gtn.Graph.from_tensors(
         num_states=offset, start=torch.tensor(starts), accept=torch.tensor(accepts),
-        src=torch.cat(srcs), dst=torch.cat(dsts), ilabel=labels, olabel=labels,
+        src=torch.cat(srcs), dst=torch.cat(dsts), ilabel=label, olabel=label,
         weight=torch.cat(weights), payload=torch.cat(payloads),
     )
