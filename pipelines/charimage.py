@@ -42,7 +42,7 @@ def _as_ink(patch: np.ndarray) -> np.ndarray:
     if a.size == 0:
         raise ValueError(f"patch is empty (shape {a.shape})")
     if a.dtype == np.float32:  # the reader's own patches: the common case, checked first
-        return np.clip(a, 0.0, 1.0)
+        return np.clip(a, 0.0, 1.0, out=np.empty_like(a))
     if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
         ink = a.astype(np.float32) / (1.0 if a.dtype == np.bool_ else 255.0)
     elif np.issubdtype(a.dtype, np.floating):
@@ -71,11 +71,15 @@ def _paste(canvas: np.ndarray, img: np.ndarray, top: int, left: int) -> None:
         canvas[y0:y1, x0:x1] = img[y0 - top : y1 - top, x0 - left : x1 - left]
 
 
+def _centre_col(ink: np.ndarray) -> float:
+    cols = ink.sum(0)
+    return float(cols @ np.arange(len(cols), dtype=cols.dtype)) / float(cols.sum())
+
+
 def _centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
-    rows, cols = ink.sum(1), ink.sum(0)
-    total = float(ink.sum())
-    return (float(rows @ np.arange(len(rows))) / total,
-            float(cols @ np.arange(len(cols))) / total)
+    rows = ink.sum(1)
+    return float(rows @ np.arange(len(rows), dtype=rows.dtype)) / float(rows.sum()), \
+        _centre_col(ink)
 
 
 def to_lenet_ink(
@@ -84,7 +88,8 @@ def to_lenet_ink(
     """Like `to_lenet_input` but returns ink (32, 32) float32 in 0..1 (background 0)."""
     ink = _as_ink(patch)
     canvas = np.zeros((SIZE, SIZE), np.float32)
-    rows, cols = np.flatnonzero(ink.max(1) > _INK_EPS), np.flatnonzero(ink.max(0) > _INK_EPS)
+    has = ink > _INK_EPS
+    rows, cols = np.flatnonzero(has.any(1)), np.flatnonzero(has.any(0))
     if rows.size == 0:
         return canvas
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
@@ -107,8 +112,7 @@ def to_lenet_ink(
         scale *= fit
         top = middle - h * scale / 2
     small = _resize(ink, scale, scale)
-    _, cx = _centre_of_mass(small)
-    _paste(canvas, small, round(top), round(CENTRE - cx))
+    _paste(canvas, small, round(top), round(CENTRE - _centre_col(small)))
     return canvas
 
 
