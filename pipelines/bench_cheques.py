@@ -156,7 +156,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     p.add_argument("--workers", type=int, default=2,
-                   help="processes for the image analysis (2; 1 = all in this process)")
+                   help="processes for the image analysis, this one included (2; 1 = all "
+                        "in this process)")
     p.add_argument("--curve", type=Path, default=Path("error_reject.png"),
                    help="error-reject curve picture (error_reject.png)")
     p.add_argument("--out", type=Path, help="write the metrics as JSON")

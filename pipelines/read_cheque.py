@@ -35,7 +35,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="draw the field, cuts, chosen segments and alternatives")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--workers", type=int, default=1,
-                   help="processes for the image analysis of many inputs (1)")
+                   help="processes (this one included) for the image analysis of many "
+                        "inputs (1; the number of cores is best)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: the graphs are many small operations)")
     return p

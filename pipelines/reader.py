@@ -353,11 +353,12 @@ def _prepare_in_worker(job: tuple[bytes | str | Path, bool, bool]) -> Prepared |
 def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
                 field_scorer: FieldScorer, workers: int = 1, keep_images: bool = True
                 ):  # type: ignore[no-untyped-def]
-    """Yield `prepare_source` of each source in order; with workers > 1 the image analysis
-    runs in that many processes while the caller decodes what is ready.
+    """Yield `prepare_source` of each source in order, the image analysis running in
+    `workers` processes: this one and `workers - 1` helpers.
 
-    Whenever the next result is not ready (while the workers start, say), this process
-    prepares the earliest source no worker has taken yet itself, so no core idles."""
+    This process decodes what is ready and, whenever the next result is not (while the
+    helpers start, say), prepares the earliest source no helper has taken yet itself: so
+    `workers` processes keep as many cores busy, without a process more than cores."""
     jobs = [(s, is_field, keep_images) for s in sources]
     if workers <= 1 or len(sources) < 2:
         for s in sources:
@@ -367,7 +368,7 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
     from concurrent.futures import ProcessPoolExecutor
 
     state = {k: v.detach().clone() for k, v in field_scorer.state_dict().items()}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(state,)) as pool:
         futures = [pool.submit(_prepare_in_worker, job) for job in jobs]
         here: dict[int, Prepared | str] = {}

@@ -130,3 +130,28 @@ def test_constrained_graphs_restrict_the_amount_graph_to_the_amount(reader, gram
     assert torch.isfinite(a).any() and torch.equal(torch.isfinite(a), torch.isfinite(b))
     assert torch.allclose(a[torch.isfinite(a)], b[torch.isfinite(b)], atol=1e-4)
     assert torch.allclose(ga, gb, atol=1e-4)
+
+
+def test_prepare_all_in_several_processes_gives_the_single_process_results_in_order(reader):
+    """Helpers plus this process (which prepares what no helper has taken yet) give exactly
+    what one process gives, in input order, failures included; without pictures the
+    segmentations keep their shapes and graphs."""
+    from pipelines.reader import prepare_all
+
+    sources = [SAMPLES / rec["file"] for rec in LABELS[:5]]
+    sources.insert(2, b"not an image")
+    sources.append((SAMPLES / LABELS[5]["file"]).read_bytes())
+    alone = list(prepare_all(sources, False, reader.field_proposer, workers=1))
+    shared = list(prepare_all(sources, False, reader.field_proposer, workers=2,
+                              keep_images=False))
+    assert len(alone) == len(shared) == len(sources)
+    assert alone[2] == shared[2] == "the image bytes could not be decoded"
+    for a, b in zip(alone, shared):
+        if isinstance(a, str):
+            continue
+        assert [f.box for f in a.fields] == [f.box for f in b.fields]
+        assert torch.equal(a.inputs, b.inputs)
+        for sa, sb in zip(a.segmentations, b.segmentations):
+            assert sa.ink.shape == sb.ink.shape and not sb.ink.any()
+            assert np.array_equal(sa.arc_start, sb.arc_start)
+            assert np.array_equal(sa.field_boxes(), sb.field_boxes())
