@@ -138,7 +138,7 @@ def score(graphs: Graph | list[Graph], semiring: Semiring,
     """Semiring total over accepting paths, scalar for one graph, (B,) for a list.
     ``weight`` (A,) optionally replaces the graphs' concatenated arc weights. Uses the banded
     scan (log semiring) or tree reduction when the graphs' topological bandwidth is small,
-    else the level DP."""
+    else the level DP (in numpy for the log and max semirings on the CPU)."""
     gs, single = _as_list(graphs)
     _check_dtypes(gs)
     if weight is None:
@@ -147,6 +147,10 @@ def score(graphs: Graph | list[Graph], semiring: Semiring,
         totals = scanned_log_score(gs, weight)
     elif banded_ok(gs) and not semiring.shape:
         totals = banded_score(gs, weight, semiring)
+    elif (semiring is LOG or semiring is MAX) and weight.device.type == "cpu":
+        from .levels import level_score
+
+        totals = level_score(gs, weight, semiring)
     else:
         totals = run_plan(make_plan(gs), weight, semiring)[0]
     return totals[0] if single else totals

@@ -157,10 +157,12 @@ def test_viterbi_path_without_autograd(mode):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_log_score_routes_agree_in_value_and_gradient(dtype):
-    # The scan (custom backward), the tree reduction and the level DP (both autograd) are
-    # three independent computations of the same totals and arc posteriors.
+    # The scan (custom backward), the tree reduction and the level DP (both autograd) and the
+    # numpy level DP (posteriors from a reverse run) are four independent computations of
+    # the same totals and arc posteriors.
     from gtn.banded import banded_score, scan_ok, scanned_log_score
     from gtn.bench import random_lattice
+    from gtn.levels import level_score
     from gtn.shortest import make_plan, run_plan
 
     gs = [random_lattice(n, seed=n, dtype=dtype) for n in (2, 7, 19, 30)]
@@ -168,14 +170,16 @@ def test_log_score_routes_agree_in_value_and_gradient(dtype):
     gs.append(dead.replace(accept=torch.zeros(5, dtype=torch.bool)))  # accepts nothing
     assert scan_ok(gs)
     grads, totals = [], []
-    for route in ("scan", "tree", "level"):
+    for route in ("scan", "tree", "level", "numpy levels"):
         w = torch.cat([g.weight for g in gs]).detach().clone().requires_grad_(True)
         if route == "scan":
             t = scanned_log_score(gs, w)
         elif route == "tree":
             t = banded_score(gs, w, gtn.LOG)
-        else:
+        elif route == "level":
             t = run_plan(make_plan(gs), w, gtn.LOG)[0]
+        else:
+            t = level_score(gs, w, gtn.LOG)
         (t * torch.arange(1, len(gs) + 1, dtype=dtype)).sum().backward()
         totals.append(t.detach())
         grads.append(w.grad)
@@ -184,3 +188,28 @@ def test_log_score_routes_agree_in_value_and_gradient(dtype):
     for t, g in zip(totals[1:], grads[1:]):
         assert torch.allclose(totals[0], t, rtol=tol, atol=tol)
         assert torch.allclose(grads[0], g, rtol=tol, atol=tol)
+
+
+@given(st.lists(graphs(max_states=6, max_arcs=12), min_size=1, max_size=4),
+       st.sampled_from([torch.float64, torch.float32]))
+def test_numpy_level_dp_matches_the_torch_level_dp_in_value_and_gradient(gs, dtype):
+    """Log and max totals of a batch and their gradients (arc posteriors; the best path's
+    indicator, ties to the lowest arc) by the numpy levels against torch autograd."""
+    from gtn.levels import level_score
+    from gtn.shortest import make_plan, run_plan
+
+    gs = [g.replace(weight=g.weight.to(dtype)) for g in gs]
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    for semiring in (gtn.LOG, gtn.MAX):
+        got = []
+        for numpy_route in (False, True):
+            w = torch.cat([g.weight for g in gs]).detach().clone().requires_grad_(True)
+            t = level_score(gs, w, semiring) if numpy_route else run_plan(
+                make_plan(gs), w, semiring)[0]
+            weights = torch.arange(1, len(gs) + 1, dtype=dtype)
+            torch.where(torch.isfinite(t), t * weights, 0.0).sum().backward()
+            got.append((t.detach(), w.grad))
+        (ta, ga), (tb, gb) = got
+        assert torch.equal(torch.isinf(ta), torch.isinf(tb))
+        assert torch.allclose(ta[torch.isfinite(ta)], tb[torch.isfinite(tb)], rtol=tol, atol=tol)
+        assert torch.allclose(ga, gb, rtol=tol, atol=tol), semiring.name
