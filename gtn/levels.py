@@ -41,11 +41,10 @@ def flatten(plan) -> FlatPlan:  # type: ignore[no-untyped-def]
     cached = getattr(plan, "_flat", None)
     if cached is not None:
         return cached
-    counts = [int(t.shape[0]) for t in plan.arc_weight_index]
-    widx = torch.cat(plan.arc_weight_index).numpy() if counts else np.zeros(0, np.int64)
-    spos = torch.cat(plan.arc_src_pos).numpy() if counts else np.zeros(0, np.int64)
-    level_first = np.repeat(np.cumsum([0] + plan.state_split[:-1]), counts)
-    dpos = (torch.cat(plan.arc_dst_local).numpy() if counts else widx) + level_first
+    counts = plan.arc_split
+    widx, spos = plan.weight_index.numpy(), plan.src_pos.numpy()
+    level_first = np.repeat(np.cumsum([0] + plan.state_split[:-1]), counts).astype(np.int64)
+    dpos = plan.dst_local.numpy() + level_first
     new_run = np.ones(dpos.shape[0], bool)
     new_run[1:] = dpos[1:] != dpos[:-1]
     arc_bounds = np.cumsum([0] + counts)

@@ -25,12 +25,17 @@ class Plan:
     num_states: int            # N, over the batch; value slot N is the virtual super-source
     state_pos: Tensor          # (N,) position of each batch state in the value vector
     state_split: list[int]     # states per level
-    arc_weight_index: list[Tensor]  # per level: index into weights ++ virtual zeros
-    arc_src_pos: list[Tensor]  # per level: value-vector position of the arc source
-    arc_dst_local: list[Tensor]  # per level: destination position within the level
+    arc_split: list[int]       # arcs (virtual start arcs included) per level
+    weight_index: Tensor       # (A',) by level: index into weights ++ virtual zeros
+    src_pos: Tensor            # (A',) value-vector position of the arc source
+    dst_local: Tensor          # (A',) destination position within the arc's level
     final_pos: Tensor          # (F,) positions of accept states
     final_graph: Tensor        # (F,) graph id of each accept state
     num_arcs: int              # real arcs over the batch
+
+    def per_level(self, t: Tensor) -> list[Tensor]:
+        """One of the (A',) arc tensors cut into levels."""
+        return list(torch.split(t, self.arc_split))
 
 
 def _as_list(graphs: Graph | list[Graph]) -> tuple[list[Graph], bool]:
@@ -77,11 +82,8 @@ def make_plan(graphs: list[Graph], reverse: bool = False) -> Plan:
     graph_of = torch.repeat_interleave(torch.arange(len(graphs)), sizes)
     plan = Plan(
         num_graphs=len(graphs), num_states=N, state_pos=pos[:N],
-        state_split=state_counts.tolist(),
-        arc_weight_index=list(torch.split(aorder, arc_counts)),
-        arc_src_pos=list(torch.split(pos.index_select(0, a_src.index_select(0, aorder)),
-                                     arc_counts)),
-        arc_dst_local=list(torch.split(dst_local, arc_counts)),
+        state_split=state_counts.tolist(), arc_split=arc_counts, weight_index=aorder,
+        src_pos=pos.index_select(0, a_src.index_select(0, aorder)), dst_local=dst_local,
         final_pos=pos[accept.nonzero().flatten()],
         final_graph=graph_of[accept], num_arcs=A,
     )
@@ -93,15 +95,15 @@ def make_plan(graphs: list[Graph], reverse: bool = False) -> Plan:
 def run_plan(plan: Plan, weight: Tensor, semiring: Semiring) -> tuple[Tensor, Tensor]:
     """Run the DP. ``weight`` (A,) are the batch's arc weights in batch order.
     Returns (totals (B, *shape), state values (N, *shape) in batch state order)."""
-    n_virtual = int(sum(int(t.shape[0]) for t in plan.arc_weight_index)) - plan.num_arcs
+    n_virtual = int(plan.weight_index.shape[0]) - plan.num_arcs
     w = torch.cat([weight, weight.new_zeros(n_virtual)])
     w = semiring.arc_value(w)
     N = plan.num_states
     alpha = semiring.full(N + 1, semiring.zero, w)
     alpha[N] = semiring.full(1, semiring.one, w)[0]
     first = 0
-    for n, widx, spos, dloc in zip(plan.state_split, plan.arc_weight_index, plan.arc_src_pos,
-                                   plan.arc_dst_local):
+    for n, widx, spos, dloc in zip(plan.state_split, plan.per_level(plan.weight_index),
+                                   plan.per_level(plan.src_pos), plan.per_level(plan.dst_local)):
         if widx.numel():
             vals = semiring.times(alpha[spos], w[widx])
             alpha[first:first + n] = semiring.scatter_plus(vals, dloc, n)
