@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from pipelines.amounts import GRAMMARS
 from pipelines.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 BATCH = 32
+AUTO_WORKERS_FROM = 16
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -34,9 +36,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", type=Path, metavar="OUT.png",
                    help="draw the field, cuts, chosen segments and alternatives")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes (this one included) for the image analysis of many "
-                        "inputs (1; the number of cores is best)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (this one included) for the image analysis (default: the "
+                        f"number of CPU cores, at most 8, from {AUTO_WORKERS_FROM} inputs on, "
+                        "else 1)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: the graphs are many small operations)")
     return p
@@ -82,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
         return EXIT_USAGE
+    if args.workers is not None and args.workers < 1:
+        print(f"read_cheque: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return EXIT_USAGE
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("read_cheque: --device cuda asked for, but no CUDA device is available",
@@ -99,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         progress = tqdm(total=len(args.paths), unit="cheque", file=sys.stderr)
     status = EXIT_OK
-    prepared = prepare_all(args.paths, args.field, reader.field_proposer, args.workers,
+    workers = args.workers
+    if workers is None:  # a helper process takes ~2 s to start: worth it for many inputs
+        workers = min(os.cpu_count() or 1, 8) if len(args.paths) >= AUTO_WORKERS_FROM else 1
+    prepared = prepare_all(args.paths, args.field, reader.field_proposer, workers,
                            keep_images=args.explain is not None)
     for at in range(0, len(args.paths), BATCH):
         chunk = args.paths[at : at + BATCH]
