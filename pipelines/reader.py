@@ -148,11 +148,15 @@ class ChequeReader(nn.Module):
         # Reading (no gradient, eval mode) runs a folded copy of LeNet: same penalties, faster.
         reading = not torch.is_grad_enabled() and not self.recognizer.training
         inputs = inputs.to(device, memory_format=torch.channels_last)
-        if reading:  # in chunks that keep LeNet's feature maps in cache: 2x faster than one pass
+        # In chunks that keep LeNet's feature maps in cache: 2x faster than one pass when
+        # reading, a third faster forward and backward when training. A recognizer in training
+        # mode gets one pass, so that batch norm sees the whole batch.
+        chunks = inputs.split(LENET_CHUNK) if not self.recognizer.training else (inputs,)
+        if reading:
             net = for_inference(self.recognizer).to(memory_format=torch.channels_last)
-            penalties = torch.cat([net(c) for c in inputs.split(LENET_CHUNK)]).cpu()
+            penalties = torch.cat([net(c) for c in chunks]).cpu()
         else:
-            penalties = self.recognizer(inputs).cpu()
+            penalties = torch.cat([self.recognizer(c) for c in chunks]).cpu()
         features = torch.cat([torch.as_tensor(s.features) for p in batch for s in p.segmentations])
         seg_pen = self.segment_scorer(features)
         graphs, at = [], 0
