@@ -93,6 +93,22 @@ def test_shipped_weights_accuracy(name: str, threshold: float, tmp_path: Path) -
     assert (tmp_path / "c.png").stat().st_size > 0
 
 
+@needs_mnist
+@pytest.mark.parametrize("name, target", [("lenet5.pt", 0.0080), ("lenet5-modern.pt", 0.0060)])
+def test_shipped_weights_meet_the_targets_with_the_papers_protocol(name: str, target: float,
+                                                                    tmp_path: Path) -> None:
+    """All 10,000 MNIST test digits, each answered by the best of the 10 digit classes (the
+    protocol of the paper's 0.95% / 0.8%): the issue's targets, 0.80% (faithful) and 0.60%
+    (modern). Over all 17 classes they are not met (1.18% and 0.80%)."""
+    out = tmp_path / "r.json"
+    argv = ["--weights", str(WEIGHTS / name), "--out", str(out),
+            "--confusion", str(tmp_path / "c.png")]
+    assert bench_main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 10000
+    assert result["digit_only_test_error"] <= target
+
+
 def test_default_weights_load() -> None:
     model = load_recognizer()
     assert model.arch == "lenet5"
