@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+# Pillow modes of greyscale wider than 8 bits (16-bit PNG and TIFF open as one of these)
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 MAX_PIXELS = 40_000_000  # a 200-dpi cheque is ~1.1 Mpx; a 600-dpi A4 page ~35 Mpx
 
 
@@ -35,7 +37,10 @@ def load_gray(path: str | Path) -> np.ndarray:
             if w < 8 or h < 8:
                 raise ImageError(f"{p} is {w}x{h} pixels, too small to hold an amount")
             im.load()
-            gray = np.asarray(im.convert("L"))
+            if im.mode in WIDE_MODES:  # convert("L") would clip 16-bit values, not scale them
+                gray = to_uint8(np.asarray(im))
+            else:
+                gray = np.asarray(im.convert("L"))
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -58,8 +63,22 @@ def as_gray(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
     if a.size == 0:
         raise ValueError("the image is empty")
+    return to_uint8(a)
+
+
+def to_uint8(a: np.ndarray) -> np.ndarray:
+    """Grey levels as uint8: values above 255 are taken as 16-bit (0..65535), floats up to 1
+    as 0..1, booleans as black and white, NaN as black."""
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
-    if np.issubdtype(a.dtype, np.floating) and float(np.nanmax(a)) <= 1.0:
-        a = a * 255.0
-    return np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+    if a.dtype == np.bool_:
+        return np.where(a, 255, 0).astype(np.uint8)
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"image values of type {a.dtype} are not grey levels")
+    f = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=65535.0, neginf=0.0)
+    top = float(f.max())
+    if top > 255.0:  # 16-bit scans (PNG, TIFF)
+        f = f * (255.0 / 65535.0)
+    elif np.issubdtype(a.dtype, np.floating) and top <= 1.0:
+        f = f * 255.0
+    return np.clip(f, 0, 255).astype(np.uint8)

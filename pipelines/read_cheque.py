@@ -26,7 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.read_cheque",
                                 description="Read the courtesy amount of cheque scans.")
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="cheque scans (PNG, JPEG, TIFF incl. bitonal G4, BMP)")
+                   help="cheque scans (PNG, JPEG, TIFF incl. bitonal G4, BMP; 8- or 16-bit)")
     p.add_argument("--field", action="store_true", help="the images are amount fields already")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--grammar", choices=GRAMMARS, default="us", help="amount grammar (us)")

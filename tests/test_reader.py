@@ -155,3 +155,21 @@ def test_prepare_all_in_several_processes_gives_the_single_process_results_in_or
             assert sa.ink.shape == sb.ink.shape and not sb.ink.any()
             assert np.array_equal(sa.arc_start, sb.arc_start)
             assert np.array_equal(sa.field_boxes(), sb.field_boxes())
+
+
+def test_wide_grey_levels_are_scaled_not_clipped(tmp_path):
+    """16-bit scans (files and arrays) and 0..1 floats give the 8-bit image's grey levels."""
+    from PIL import Image
+
+    from pipelines.images import load_gray
+
+    gray = np.asarray(Image.open(SAMPLES / LABELS[0]["file"]).convert("L"))
+    wide = gray.astype(np.uint16) * 257
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I")
+    for got in (load_gray(tmp_path / "wide.png"), as_gray(wide),
+                as_gray(gray.astype(np.float32) / 255)):
+        assert got.dtype == np.uint8 and int(np.abs(got.astype(int) - gray).max()) <= 1
+    assert as_gray(np.array([[True, False]])).tolist() == [[255, 0]]
+    with pytest.raises(TypeError, match="grey levels"):
+        as_gray(np.array([["a", "b"]]))
