@@ -14,6 +14,7 @@ posteriors ``exp(alpha[src] + w + beta[dst] - Z)`` from a reverse run, the max s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from torch import Tensor
 
 from .graph import Graph
 from .semiring import LOG, MAX, Semiring, exp_floor
+
+if TYPE_CHECKING:
+    from .shortest import Plan
 
 
 @dataclass
@@ -36,11 +40,11 @@ class FlatPlan:
     seg_bounds: list[int]   # level i's runs are seg_bounds[i]:seg_bounds[i + 1]
 
 
-def flatten(plan) -> FlatPlan:  # type: ignore[no-untyped-def]
+def flatten(plan: Plan) -> FlatPlan:
     """The flat form of ``plan`` (cached on it)."""
     cached = getattr(plan, "_flat", None)
     if cached is not None:
-        return cached
+        return cast(FlatPlan, cached)
     counts = plan.arc_split
     widx, spos = plan.weight_index.numpy(), plan.src_pos.numpy()
     level_first = np.repeat(np.cumsum([0] + plan.state_split[:-1]), counts).astype(np.int64)
@@ -55,11 +59,11 @@ def flatten(plan) -> FlatPlan:  # type: ignore[no-untyped-def]
     level_of = np.repeat(np.arange(len(counts)), counts)
     flat = FlatPlan(widx, spos, run_of - seg_bounds[:-1][level_of], seg_start,
                     dpos[seg_start], arc_bounds.tolist(), seg_bounds.tolist())
-    plan._flat = flat
+    plan._flat = flat  # type: ignore[attr-defined]
     return flat
 
 
-def level_dp(plan, weight: np.ndarray, semiring: Semiring,  # type: ignore[no-untyped-def]
+def level_dp(plan: Plan, weight: np.ndarray, semiring: Semiring,
              with_back: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(N + 1,) value of every position (slot N is the super-source) and, for the max
     semiring ``with_back``, (N,) the best incoming arc of each position (index into
@@ -113,13 +117,13 @@ def batch_arcs(gs: list[Graph]) -> tuple[Tensor, Tensor, Tensor]:
             torch.repeat_interleave(torch.arange(len(gs)), arcs))
 
 
-def totals(plan, alpha: np.ndarray, semiring: Semiring) -> Tensor:  # type: ignore[no-untyped-def]
+def totals(plan: Plan, alpha: np.ndarray, semiring: Semiring) -> Tensor:
     """(B,) semiring sum of the accept states' values per graph."""
     final = torch.from_numpy(alpha).index_select(0, plan.final_pos)
     return semiring.scatter_plus(final, plan.final_graph, plan.num_graphs)
 
 
-def best_paths(plan, alpha: np.ndarray, back: np.ndarray,  # type: ignore[no-untyped-def]
+def best_paths(plan: Plan, alpha: np.ndarray, back: np.ndarray,
                gs: list[Graph]) -> list[list[int]]:
     """Arc indices (per graph, in path order) of each graph's best path from back-pointers;
     ``[]`` when nothing accepts."""
@@ -150,8 +154,8 @@ class _LevelScore(torch.autograd.Function):
     """(B,) totals by :func:`level_dp`, with the backward pass of the module docstring."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, gs: list[Graph], semiring: Semiring,  # type: ignore[override]
-                plan) -> Tensor:  # type: ignore[no-untyped-def]
+    def forward(ctx: Any, weight: Tensor, gs: list[Graph], semiring: Semiring,
+                plan: Plan) -> Tensor:
         w = weight.detach().cpu().numpy()
         alpha, back = level_dp(plan, w, semiring,
                                with_back=semiring is MAX and ctx.needs_input_grad[0])
@@ -161,7 +165,7 @@ class _LevelScore(torch.autograd.Function):
         return total.to(weight.device)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[no-untyped-def,override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         from .shortest import make_plan
 
         weight, total = ctx.saved_tensors
@@ -188,4 +192,4 @@ def level_score(gs: list[Graph], weight: Tensor, semiring: Semiring) -> Tensor:
     """(B,) log or max semiring totals of a batch by the numpy level DP (CPU tensors)."""
     from .shortest import make_plan
 
-    return _LevelScore.apply(weight, gs, semiring, make_plan(gs))
+    return cast(Tensor, _LevelScore.apply(weight, gs, semiring, make_plan(gs)))  # type: ignore[no-untyped-call]

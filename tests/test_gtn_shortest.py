@@ -194,7 +194,8 @@ def test_log_score_routes_agree_in_value_and_gradient(dtype):
        st.sampled_from([torch.float64, torch.float32]))
 def test_numpy_level_dp_matches_the_torch_level_dp_in_value_and_gradient(gs, dtype):
     """Log and max totals of a batch and their gradients (arc posteriors; the best path's
-    indicator, ties to the lowest arc) by the numpy levels against torch autograd."""
+    indicator, ties to the lowest arc) by the numpy levels against torch autograd, and the
+    totals against path enumeration."""
     from gtn.levels import level_score
     from gtn.shortest import make_plan, run_plan
 
@@ -210,6 +211,11 @@ def test_numpy_level_dp_matches_the_torch_level_dp_in_value_and_gradient(gs, dty
             torch.where(torch.isfinite(t), t * weights, 0.0).sum().backward()
             got.append((t.detach(), w.grad))
         (ta, ga), (tb, gb) = got
+        for g, total in zip(gs, tb.tolist()):  # and against enumeration
+            scores = [sc for _, sc in paths(g)]
+            want = (logsumexp(scores) if semiring is gtn.LOG else max(scores)) if scores \
+                else -math.inf
+            assert total == want == -math.inf or close(total, want, 1e-3 if tol > 1e-6 else 1e-9)
         assert torch.equal(torch.isinf(ta), torch.isinf(tb))
         assert torch.allclose(ta[torch.isfinite(ta)], tb[torch.isfinite(tb)], rtol=tol, atol=tol)
         assert torch.allclose(ga, gb, rtol=tol, atol=tol), semiring.name
