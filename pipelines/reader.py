@@ -370,18 +370,32 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     state = {k: v.detach().clone() for k, v in field_scorer.state_dict().items()}
-    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(state,)) as pool:
+    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(state,))
+    try:
         futures = [pool.submit(_prepare_in_worker, job) for job in jobs]
         here: dict[int, Prepared | str] = {}
         untaken = 0  # futures before this one are running, done or cancelled
+        broken = False
         for i, fut in enumerate(futures):
             untaken = max(untaken, i + 1)
-            while not fut.done() and untaken < len(futures):
+            while not broken and not fut.done() and untaken < len(futures):
                 if futures[untaken].cancel():  # no worker has it: read it here
                     here[untaken] = prepare_source(*jobs[untaken][:2], field_scorer,
                                                    keep_images)
                 untaken += 1
-            yield here.pop(i) if i in here else fut.result()
+            if i in here:
+                yield here.pop(i)
+                continue
+            if not broken:
+                try:
+                    yield fut.result()
+                    continue
+                except BrokenProcessPool:  # a helper died (out of memory, say): go on here
+                    broken = True
+            yield prepare_source(*jobs[i][:2], field_scorer, keep_images)
+    finally:  # a caller that stops early (or Ctrl-C) does not wait for the rest
+        pool.shutdown(wait=True, cancel_futures=True)

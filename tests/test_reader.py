@@ -173,3 +173,21 @@ def test_wide_grey_levels_are_scaled_not_clipped(tmp_path):
     assert as_gray(np.array([[True, False]])).tolist() == [[255, 0]]
     with pytest.raises(TypeError, match="grey levels"):
         as_gray(np.array([["a", "b"]]))
+
+
+def test_prepare_all_goes_on_in_this_process_when_a_helper_dies(reader):
+    import multiprocessing
+    import os
+    import signal
+
+    from pipelines.reader import prepare_all
+
+    sources = [SAMPLES / rec["file"] for rec in LABELS] * 2
+    out = []
+    for k, prep in enumerate(prepare_all(sources, False, reader.field_proposer, workers=2)):
+        out.append(prep)
+        if k == 1:  # the helper is killed (as by the out-of-memory killer) mid-run
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+    assert len(out) == len(sources) and not any(isinstance(p, str) for p in out)
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(out[:12], out[12:]))
