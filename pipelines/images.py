@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow modes of greyscale wider than 8 bits (16-bit PNG and TIFF open as one of these)
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -37,6 +37,7 @@ def load_gray(path: str | Path) -> np.ndarray:
             if w < 8 or h < 8:
                 raise ImageError(f"{p} is {w}x{h} pixels, too small to hold an amount")
             im.load()
+            im = ImageOps.exif_transpose(im)  # photos and some scanners store the rotation
             if im.mode in WIDE_MODES:  # convert("L") would clip 16-bit values, not scale them
                 gray = to_uint8(np.asarray(im))
             else:

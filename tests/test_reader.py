@@ -191,3 +191,16 @@ def test_prepare_all_goes_on_in_this_process_when_a_helper_dies(reader):
                 os.kill(child.pid, signal.SIGKILL)
     assert len(out) == len(sources) and not any(isinstance(p, str) for p in out)
     assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(out[:12], out[12:]))
+
+
+def test_the_exif_orientation_of_a_photo_is_applied(tmp_path):
+    from PIL import Image
+
+    from pipelines.images import load_gray
+
+    upright = Image.open(SAMPLES / LABELS[0]["file"]).convert("L")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as a phone stores it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    stored.save(tmp_path / "photo.png", exif=exif.tobytes())
+    assert np.array_equal(load_gray(tmp_path / "photo.png"), np.asarray(upright))
