@@ -32,6 +32,7 @@ PIECE_GAP = 0.45  # a gap wider than this times the line height starts a new pie
 MARGIN = (0.3, 0.3, 0.3, 0.5)  # left, top, right, bottom margins in ink heights
 PUNCT_GAP = 1.2  # punctuation joins a line across this many line heights
 LINE_GAP = 2.2  # components further apart than this times their height are not one line
+LINK_BLOCK = 512  # components compared with all others at a time when linking lines
 
 
 @dataclass(frozen=True)
@@ -144,19 +145,25 @@ def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
         return []
     x0, y0, x1, y1 = (boxes[:, k].astype(np.float32) for k in range(4))
     h, w = y1 - y0, x1 - x0
-    hmin = np.minimum(h[:, None], h[None, :])
-    hmax = np.maximum(h[:, None], h[None, :])
-    vov = np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :])
-    gap = np.maximum(x0[:, None], x0[None, :]) - np.minimum(x1[:, None], x1[None, :])
     small = (h < 5) | (h * w < 16)  # specks, dots
-    similar = (hmax <= 3.5 * hmin) & (vov >= 0.4 * hmin) & (gap <= LINE_GAP * hmin)
-    # Punctuation (dots, commas, dashes) and specks within the band of a taller neighbour.
-    band = (vov >= 0.6 * hmin) & (gap <= PUNCT_GAP * hmax)
-    link = similar | (band & ~(small[:, None] & small[None, :]))
+    src, dst = [], []
+    for a in range(0, n, LINK_BLOCK):  # pairs a block of rows at a time: bounded memory
+        r = slice(a, a + LINK_BLOCK)
+        hmin = np.minimum(h[r, None], h[None, :])
+        hmax = np.maximum(h[r, None], h[None, :])
+        vov = np.minimum(y1[r, None], y1[None, :]) - np.maximum(y0[r, None], y0[None, :])
+        gap = np.maximum(x0[r, None], x0[None, :]) - np.minimum(x1[r, None], x1[None, :])
+        similar = (hmax <= 3.5 * hmin) & (vov >= 0.4 * hmin) & (gap <= LINE_GAP * hmin)
+        # Punctuation (dots, commas, dashes) and specks within the band of a taller neighbour.
+        band = (vov >= 0.6 * hmin) & (gap <= PUNCT_GAP * hmax)
+        i, j = np.nonzero(similar | (band & ~(small[r, None] & small[None, :])))
+        src.append(i + a)
+        dst.append(j)
+    i, j = np.concatenate(src), np.concatenate(dst)
     roots = np.arange(n)
-    while True:  # min-label propagation with pointer jumping: the linked groups
-        nxt = np.where(link, roots[None, :], n).min(1)
-        nxt = np.minimum(nxt, roots)
+    while True:  # min-label propagation along the links, with pointer jumping: the groups
+        nxt = roots.copy()
+        np.minimum.at(nxt, i, roots[j])
         nxt = nxt[nxt]
         if np.array_equal(nxt, roots):
             break

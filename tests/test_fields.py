@@ -81,3 +81,40 @@ def test_trained_scorer_ranks_the_field_in_top3(cheques: list) -> None:
             scores = scorer(torch.stack([k.features for k in cands]))
         top = torch.argsort(scores, descending=True)[:3].tolist()
         assert any(is_good(cands[i].box, c.field_box) for i in top)
+
+
+def _lines_by_pairs(boxes: np.ndarray) -> list[list[int]]:
+    """text_lines written pair by pair, with networkx for the groups (an independent check)."""
+    import networkx as nx
+
+    from pipelines.fields import LINE_GAP, PUNCT_GAP
+
+    b = boxes.astype(np.float64)
+    g = nx.Graph()
+    g.add_nodes_from(range(len(b)))
+    h, w = b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]
+    small = (h < 5) | (h * w < 16)
+    for i in range(len(b)):
+        for j in range(i + 1, len(b)):
+            hmin, hmax = min(h[i], h[j]), max(h[i], h[j])
+            vov = min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1])
+            gap = max(b[i, 0], b[j, 0]) - min(b[i, 2], b[j, 2])
+            similar = hmax <= 3.5 * hmin and vov >= 0.4 * hmin and gap <= LINE_GAP * hmin
+            band = vov >= 0.6 * hmin and gap <= PUNCT_GAP * hmax
+            if similar or (band and not (small[i] and small[j])):
+                g.add_edge(i, j)
+    groups = [sorted(c, key=lambda k: (b[k, 0], k)) for c in nx.connected_components(g)]
+    return sorted((c for c in groups if not small[c].all()), key=min)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_text_lines_match_a_pair_by_pair_grouping(seed, monkeypatch):
+    import pipelines.fields as fields
+
+    monkeypatch.setattr(fields, "LINK_BLOCK", 7)  # several blocks of pairs
+    rng = np.random.default_rng(seed)
+    n = 60
+    x0, y0 = rng.integers(0, 300, n), rng.integers(0, 60, n)
+    boxes = np.stack([x0, y0, x0 + rng.integers(1, 25, n), y0 + rng.integers(1, 30, n)], 1)
+    got = [g.tolist() for g in fields.text_lines(boxes)]
+    assert got == _lines_by_pairs(boxes)
