@@ -173,22 +173,22 @@ def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
     return [g for g in np.split(order, starts[1:]) if not small[g].all()]
 
 
-def _pieces(idx: np.ndarray, page: PageInk) -> list[np.ndarray]:
-    """Cut one line's components (sorted by x) at wide gaps and at printed vertical rules."""
+def _piece_starts(idx: np.ndarray, page: PageInk) -> np.ndarray:
+    """Where one line's components (sorted by x) start new pieces: offsets into ``idx``, cut
+    at wide gaps and at printed vertical rules (the first is 0)."""
     b = page.boxes[idx]
     h = b[:, 3] - b[:, 1]
-    line_h = float(np.median(h[h >= 5])) if (h >= 5).any() else float(h.max())
+    tall = h >= 5
+    line_h = float(np.median(h[tall])) if tall.any() else float(h.max())
     y0, y1 = b[:, 1].min(), b[:, 3].max()
     v = page.rules_v
-    cuts = v[np.minimum(v[:, 1], y1) - np.maximum(v[:, 0], y0) > 0.5 * (y1 - y0), 2].tolist()
-    pieces, start, right = [], 0, int(b[0, 2])
-    for k, (bx0, bx1) in enumerate(b[1:, [0, 2]].tolist(), 1):
-        if bx0 - right > PIECE_GAP * line_h or any(right - 2 <= c <= bx0 + 2 for c in cuts):
-            pieces.append(idx[start:k])
-            start = k
-        right = max(right, bx1)
-    pieces.append(idx[start:])
-    return pieces
+    cuts = v[np.minimum(v[:, 1], y1) - np.maximum(v[:, 0], y0) > 0.5 * (y1 - y0), 2]
+    right = np.maximum.accumulate(b[:, 2])[:-1]  # the ink's right end before each component
+    left = b[1:, 0]
+    cut = left - right > PIECE_GAP * line_h
+    if len(cuts):
+        cut |= ((right[:, None] - 2 <= cuts) & (cuts <= left[:, None] + 2)).any(1)
+    return np.concatenate([[0], np.flatnonzero(cut) + 1])
 
 
 def candidate_groups(page: PageInk, max_run: int = MAX_RUN) -> tuple[np.ndarray, np.ndarray]:
@@ -218,9 +218,12 @@ def candidate_groups(page: PageInk, max_run: int = MAX_RUN) -> tuple[np.ndarray,
                  int(sub[:, 3].max())), 1, len(idx), float(hs[idx].sum()),
                 float((hs[idx] ** 2).sum()), 1)
     for line in text_lines(b):
-        summary = [(int(b[p, 0].min()), int(b[p, 1].min()), int(b[p, 2].max()),
-                    int(b[p, 3].max()), len(p), float(hs[p].sum()), float((hs[p] ** 2).sum()))
-                   for p in _pieces(line, page)]
+        starts = _piece_starts(line, page)
+        lb, lh = b[line], hs[line]
+        summary = list(zip(*(f.reduceat(lb[:, k], starts).tolist() for f, k in (
+            (np.minimum, 0), (np.minimum, 1), (np.maximum, 2), (np.maximum, 3))),
+            np.diff(np.append(starts, len(line))).tolist(),
+            np.add.reduceat(lh, starts).tolist(), np.add.reduceat(lh * lh, starts).tolist()))
         for i, (x0, y0, x1, y1, n, s1, s2) in enumerate(summary):
             add((x0, y0, x1, y1), 1, n, s1, s2, 0)
             for k in range(i + 1, min(len(summary), i + max_run)):
