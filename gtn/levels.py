@@ -161,6 +161,7 @@ class _LevelScore(torch.autograd.Function):
                                with_back=semiring is MAX and ctx.needs_input_grad[0])
         total = totals(plan, alpha, semiring)
         ctx.gs, ctx.semiring, ctx.plan, ctx.alpha, ctx.back = gs, semiring, plan, alpha, back
+        ctx.w = w
         ctx.save_for_backward(weight, total)
         return total.to(weight.device)
 
@@ -170,16 +171,19 @@ class _LevelScore(torch.autograd.Function):
 
         weight, total = ctx.saved_tensors
         gs, plan = ctx.gs, ctx.plan
-        src, dst, graph = batch_arcs(gs)
         if ctx.semiring is MAX:
+            paths = best_paths(plan, ctx.alpha, ctx.back, gs)
+            bases = np.cumsum([0] + [g.num_arcs for g in gs[:-1]])
+            on_path = torch.tensor([a + base for path, base in zip(paths, bases) for a in path],
+                                   dtype=torch.long)
+            owner = torch.repeat_interleave(torch.arange(len(gs)),
+                                            torch.tensor([len(p) for p in paths]))
             out = torch.zeros_like(weight)
-            for b, path in enumerate(best_paths(plan, ctx.alpha, ctx.back, gs)):
-                if path:
-                    base = sum(g.num_arcs for g in gs[:b])
-                    out[torch.tensor(path) + base] = grad[b]
+            out[on_path] = grad[owner]
             return out, None, None, None
+        src, dst, graph = batch_arcs(gs)
         rplan = make_plan(gs, reverse=True)
-        beta, _ = level_dp(rplan, weight.detach().cpu().numpy(), LOG)
+        beta, _ = level_dp(rplan, ctx.w, LOG)
         a = torch.from_numpy(ctx.alpha)[plan.state_pos]
         b_ = torch.from_numpy(beta)[rplan.state_pos]
         z = total.index_select(0, graph)

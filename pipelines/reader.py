@@ -175,7 +175,12 @@ class ChequeReader(nn.Module):
 
     def amount_graphs(self, batch: Sequence[Prepared], grammar: str) -> list[gtn.Graph]:
         """Interpretation graphs composed with the grammar: output labels spell amounts."""
-        return gtn.compose_many(self.interpretation_graphs(batch), self.grammars[grammar].graph())
+        return self.with_grammar(self.interpretation_graphs(batch), grammar)
+
+    def with_grammar(self, interpretations: Sequence[gtn.Graph], grammar: str
+                     ) -> list[gtn.Graph]:
+        """Interpretation graphs composed with the grammar (the amount graphs)."""
+        return gtn.compose_many(list(interpretations), self.grammars[grammar].graph())
 
     def writings(self, grammar: str, amounts: Sequence[str]) -> list[gtn.Graph]:
         """For each amount, the grammar restricted to the ways of writing it: a transducer from
@@ -240,7 +245,7 @@ def decode_batch(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
     """Viterbi readings of prepared images, with the confidence of each: the posterior of the
     best amount (forward score of its paths minus that of all paths)."""
     interpretations = reader.interpretation_graphs(batch)
-    graphs = gtn.compose_many(interpretations, reader.grammars[grammar].graph())
+    graphs = reader.with_grammar(interpretations, grammar)
     readings = [_decode(g, arcs, p) for g, arcs, p in zip(graphs, gtn.viterbi_paths(graphs),
                                                           batch)]
     scored = [i for i, r in enumerate(readings) if r.amount is not None]

@@ -121,7 +121,7 @@ class GlobalLoss(nn.Module):
         for g in sorted(set(grammars)):
             ids = [i for i, gi in enumerate(grammars) if gi == g]
             interpretations = self.reader.interpretation_graphs([batch[i] for i in ids])
-            full = gtn.compose_many(interpretations, self.reader.grammars[g].graph())
+            full = self.reader.with_grammar(interpretations, g)
             cons = self.reader.constrained_graphs(interpretations, g, [amounts[i] for i in ids])
             keep = [j for j, c in enumerate(cons) if c.num_arcs > 0]
             missed += len(ids) - len(keep)
