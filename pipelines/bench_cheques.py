@@ -27,7 +27,8 @@ from pipelines.metrics import (
     iou,
     segmentation_correct,
 )
-from pipelines.reader import Reading, decode_batch, load_reader, prepare_all
+from pipelines.preparation import prepare_all
+from pipelines.reader import Reading, decode_batch, load_reader
 
 BATCH = 32
 

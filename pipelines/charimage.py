@@ -20,10 +20,13 @@ Images are placed at whole-pixel offsets (resampling happens once, in the resize
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # this module loads without torch: the reader's image-analysis helpers use it
+    import torch
 
 SIZE = 32
 BACKGROUND, FOREGROUND = -0.1, 1.175
@@ -139,8 +142,9 @@ def to_lenet_batch(
     patches: Sequence[np.ndarray],
     line_heights: Sequence[float | None] | None = None,
     top_offsets: Sequence[float | None] | None = None,
-) -> torch.Tensor:
-    """Many patches -> (N, 1, 32, 32) float32 tensor; `None` lists mean paper mode / offset 0."""
+) -> np.ndarray:
+    """Many patches -> (N, 1, 32, 32) float32 LeNet inputs; `None` lists mean paper mode /
+    offset 0."""
     n = len(patches)
     heights = list(line_heights) if line_heights is not None else [None] * n
     offsets = list(top_offsets) if top_offsets is not None else [None] * n
@@ -151,4 +155,4 @@ def to_lenet_batch(
     out = np.empty((n, 1, SIZE, SIZE), np.float32)
     for i, (p, lh, off) in enumerate(zip(patches, heights, offsets)):
         out[i, 0] = to_lenet_ink(p, lh, off)
-    return torch.from_numpy(BACKGROUND + (FOREGROUND - BACKGROUND) * out)  # as to_lenet_input
+    return BACKGROUND + (FOREGROUND - BACKGROUND) * out  # as to_lenet_input

@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.reader import Prepared, Reading
+from pipelines.preparation import Prepared
+from pipelines.reader import Reading
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 

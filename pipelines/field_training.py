@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from pipelines.cheques import derive_seed, generate_cheque
-from pipelines.fields import NUM_FIELD_FEATURES, FieldScorer, propose_fields
+from pipelines.field_scorer import FieldScorer
+from pipelines.fields import NUM_FIELD_FEATURES, propose_fields
 
 Box = tuple[int, int, int, int]
 MIN_INSIDE = 0.95
@@ -79,7 +80,8 @@ def cheque_fields(i: int, seed: int, split: str) -> ChequeFields:
     good = [s[0] >= MIN_INSIDE and s[1] <= MAX_AREA_RATIO for s in stats]
     ious = [s[2] if g else -1.0 for s, g in zip(stats, good)]
     target = int(np.argmax(ious)) if any(good) else -1
-    return ChequeFields(torch.stack([c.features for c in cands]), torch.tensor(good), target, ms)
+    return ChequeFields(torch.from_numpy(np.stack([c.features for c in cands])), torch.tensor(good),
+                        target, ms)
 
 
 def _chunk(args: tuple[list[int], int, str]) -> list[ChequeFields]:

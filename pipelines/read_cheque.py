@@ -74,13 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from pipelines.images import load_gray
-    from pipelines.reader import (
-        DEFAULT_REJECT_BELOW,
-        Reading,
-        decode_batch,
-        load_reader,
-        prepare_all,
-    )
+    from pipelines.preparation import prepare_all
+    from pipelines.reader import DEFAULT_REJECT_BELOW, Reading, decode_batch, load_reader
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 import gtn
 from pipelines.amounts import GRAMMARS
-from pipelines.charimage import to_lenet_batch
 from pipelines.charset import CLASSES, RUBBISH
-from pipelines.fields import FieldCandidate, FieldScorer, propose_fields, whole_image_field
+from pipelines.field_scorer import FieldScorer
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
+from pipelines.preparation import Prepared, prepare
 from pipelines.recognition import SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
-from pipelines.segmentation import Segmentation, segment_field
 
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader.pt"
 DEFAULT_REJECT_BELOW = 0.5
@@ -58,67 +57,6 @@ class Reading:
     field_index: int | None = None  # which candidate field of the Prepared image was read
 
 
-@dataclass
-class Prepared:
-    """The fixed (non-learnable) front of the pipeline for one image: candidate fields, their
-    segmentations and LeNet inputs. Reused across epochs in training."""
-
-    fields: list[FieldCandidate]
-    segmentations: list[Segmentation]
-    inputs: Tensor  # (sum of arcs, 1, 32, 32)
-    field_features: Tensor  # (K, F)
-
-    @property
-    def arc_counts(self) -> list[int]:
-        return [s.num_arcs for s in self.segmentations]
-
-
-# Reading keeps the candidate fields the proposer scores within this much (log) of its best:
-# chosen on validation cheques (see the model card), it reads as well as keeping all three.
-FIELD_BEAM = 4.0
-
-
-def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
-            field_scorer: FieldScorer | None = None, field_beam: float = FIELD_BEAM) -> Prepared:
-    """Propose fields (or take the whole image), segment each and normalise every candidate
-    character for LeNet. Raises ValueError when no field holds ink.
-
-    With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
-    than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
-    """
-    if is_field:
-        candidates = [whole_image_field(image)]
-    else:
-        candidates = propose_fields(image)
-        if field_scorer is not None and len(candidates) > 1:
-            with torch.no_grad():
-                scores = field_scorer(torch.stack([c.features for c in candidates]))
-            keep = torch.argsort(scores, descending=True)[:max_fields]
-            keep = keep[scores[keep] >= scores[keep[0]] - field_beam].tolist()
-            candidates = [candidates[i] for i in sorted(keep)]
-        candidates = candidates[:max_fields]
-    fields, segs = [], []
-    for cand in candidates:
-        x, y, w, h = cand.box
-        try:
-            seg = segment_field(image[y : y + h, x : x + w])
-        except ValueError:
-            continue  # a candidate without ink is no field
-        fields.append(cand)
-        segs.append(seg)
-    if not segs:
-        raise ValueError("no handwriting found in any candidate amount field")
-    patches, heights, tops = [], [], []
-    for seg in segs:
-        p, t = seg.arc_patches()
-        patches += p
-        tops += t.tolist()
-        heights += [seg.line.height] * len(p)
-    inputs = to_lenet_batch(patches, heights, tops)
-    feats = torch.stack([c.features for c in fields])
-    return Prepared(fields, segs, inputs, feats)
-
-
 # Reading drops a segment's classes scoring this much (log) below its best class: arcs
 # carrying under exp(-CLASS_BEAM) of the weight, most of the graph (chosen on validation
 # cheques, see the model card).
@@ -143,7 +81,7 @@ class ChequeReader(nn.Module):
 
     def interpretation_graphs(self, batch: Sequence[Prepared]) -> list[gtn.Graph]:
         """Interpretation graphs of a batch, with one LeNet pass over all candidate characters."""
-        inputs = torch.cat([p.inputs for p in batch])
+        inputs = torch.from_numpy(np.concatenate([p.inputs for p in batch]))
         device = next(self.recognizer.parameters()).device
         # Reading (no gradient, eval mode) runs a folded copy of LeNet: same penalties, faster.
         reading = not torch.is_grad_enabled() and not self.recognizer.training
@@ -166,8 +104,8 @@ class ChequeReader(nn.Module):
                 cls.append(penalties[at : at + n])
                 seg.append(seg_pen[at : at + n])
                 at += n
-            field_scores = (self.field_scorer(p.field_features) if len(p.fields) > 1
-                            else torch.zeros(1))
+            field_scores = (self.field_scorer(torch.from_numpy(p.field_features))
+                            if len(p.fields) > 1 else torch.zeros(1))
             field_scores = torch.log_softmax(field_scores, 0)
             graphs.append(interpretation_graph(p.segmentations, cls, seg, field_scores,
                                                CLASS_BEAM if reading else math.inf))
@@ -316,91 +254,3 @@ def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = No
     reader = reader if reader is not None else load_reader()
     prep = prepare(gray, is_field=is_field, field_scorer=reader.field_proposer)
     return decode_batch(reader, [prep], grammar, reject_below)[0]
-
-
-_WORKER_FIELD_SCORER: FieldScorer | None = None
-
-
-def _init_worker(scorer_state: dict[str, Tensor]) -> None:
-    global _WORKER_FIELD_SCORER
-    torch.set_num_threads(1)
-    _WORKER_FIELD_SCORER = FieldScorer()
-    _WORKER_FIELD_SCORER.load_state_dict(scorer_state)
-
-
-def prepare_source(source: bytes | str | Path, is_field: bool,
-                   field_scorer: FieldScorer | None, keep_images: bool = True
-                   ) -> Prepared | str:
-    """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message.
-    Without `keep_images` the segmentations lose their pictures (only --explain draws them)."""
-    import cv2
-
-    from pipelines.images import ImageError, load_gray
-
-    try:
-        if isinstance(source, bytes):
-            gray = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_GRAYSCALE)
-            if gray is None:
-                return "the image bytes could not be decoded"
-        else:
-            gray = load_gray(source)
-        prep = prepare(gray, is_field=is_field, field_scorer=field_scorer)
-    except (ImageError, ValueError) as err:
-        return str(err)
-    except Exception as err:  # a reader bug must not stop the other inputs
-        return f"could not read {source if not isinstance(source, bytes) else 'image'}: " \
-               f"{type(err).__name__}: {err}"
-    if keep_images:
-        return prep
-    return replace(prep, segmentations=[s.without_images() for s in prep.segmentations])
-
-
-def _prepare_in_worker(job: tuple[bytes | str | Path, bool, bool]) -> Prepared | str:
-    return prepare_source(job[0], job[1], _WORKER_FIELD_SCORER, job[2])
-
-
-def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
-                field_scorer: FieldScorer, workers: int = 1, keep_images: bool = True
-                ):  # type: ignore[no-untyped-def]
-    """Yield `prepare_source` of each source in order, the image analysis running in
-    `workers` processes: this one and `workers - 1` helpers.
-
-    This process decodes what is ready and, whenever the next result is not (while the
-    helpers start, say), prepares the earliest source no helper has taken yet itself: so
-    `workers` processes keep as many cores busy, without a process more than cores."""
-    jobs = [(s, is_field, keep_images) for s in sources]
-    if workers <= 1 or len(sources) < 2:
-        for s in sources:
-            yield prepare_source(s, is_field, field_scorer, keep_images)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    state = {k: v.detach().clone() for k, v in field_scorer.state_dict().items()}
-    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(state,))
-    try:
-        futures = [pool.submit(_prepare_in_worker, job) for job in jobs]
-        here: dict[int, Prepared | str] = {}
-        untaken = 0  # futures before this one are running, done or cancelled
-        broken = False
-        for i, fut in enumerate(futures):
-            untaken = max(untaken, i + 1)
-            while not broken and not fut.done() and untaken < len(futures):
-                if futures[untaken].cancel():  # no worker has it: read it here
-                    here[untaken] = prepare_source(*jobs[untaken][:2], field_scorer,
-                                                   keep_images)
-                untaken += 1
-            if i in here:
-                yield here.pop(i)
-                continue
-            if not broken:
-                try:
-                    yield fut.result()
-                    continue
-                except BrokenProcessPool:  # a helper died (out of memory, say): go on here
-                    broken = True
-            yield prepare_source(*jobs[i][:2], field_scorer, keep_images)
-    finally:  # a caller that stops early (or Ctrl-C) does not wait for the rest
-        pool.shutdown(wait=True, cancel_futures=True)

@@ -43,13 +43,12 @@ from torch import Tensor, nn
 import gtn
 from pipelines.amounts import GRAMMARS
 from pipelines.datasets import BadRow, BadRowsError, Example, load_examples
+from pipelines.preparation import Prepared, prepare
 from pipelines.reader import (
     DEFAULT_READER_WEIGHTS,
     ChequeReader,
-    Prepared,
     decode_batch,
     load_reader,
-    prepare,
     save_reader,
 )
 

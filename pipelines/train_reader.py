@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from pipelines.charset import CLASS_INDEX, RUBBISH
 from pipelines.metrics import boxes_match, iou
-from pipelines.reader import ChequeReader, Prepared, prepare, save_reader
+from pipelines.preparation import Prepared, prepare
+from pipelines.reader import ChequeReader, save_reader
 from pipelines.recognizer import load_recognizer
 
 
@@ -115,7 +116,7 @@ def fine_tune_recognizer(reader: ChequeReader, preps: Sequence[Prepared],
                          labels: Sequence[Tensor], epochs: int, lr: float, seed: int,
                          batch_size: int = 256) -> list[float]:
     """Fine-tune LeNet on segmented candidates; returns the mean loss of each epoch."""
-    x = torch.cat([p.inputs for p in preps])
+    x = torch.from_numpy(np.concatenate([p.inputs for p in preps]))
     y = torch.cat(list(labels))
     model = reader.recognizer
     model.train()
@@ -140,7 +141,7 @@ def fine_tune_recognizer(reader: ChequeReader, preps: Sequence[Prepared],
 def candidate_accuracy(reader: ChequeReader, preps: Sequence[Prepared],
                        labels: Sequence[Tensor]) -> float:
     with torch.no_grad():
-        pen = reader.recognizer(torch.cat([p.inputs for p in preps]))
+        pen = reader.recognizer(torch.from_numpy(np.concatenate([p.inputs for p in preps])))
     return float((pen.argmin(1) == torch.cat(list(labels))).float().mean())
 
 

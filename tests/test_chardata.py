@@ -62,7 +62,9 @@ def test_bad_patches_are_rejected() -> None:
 def test_batch_helper() -> None:
     patches = [np.ones((10, 5)), np.ones((3, 3))]
     x = to_lenet_batch(patches, [None, 20.0], [None, 17.0])
-    assert x.shape == (2, 1, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (2, 1, 32, 32) and x.dtype == np.float32
+    assert np.array_equal(x[0, 0], to_lenet_input(patches[0]))
+    assert np.array_equal(x[1, 0], to_lenet_input(patches[1], 20.0, 17.0))
     with pytest.raises(ValueError, match="2 patches"):
         to_lenet_batch(patches, [None], [None])
 

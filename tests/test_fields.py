@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipelines.field_scorer import FieldScorer
 from pipelines.field_training import DEFAULT_WEIGHTS, is_good, load_scorer
-from pipelines.fields import NUM_FIELD_FEATURES, FieldScorer, propose_fields, whole_image_field
+from pipelines.fields import NUM_FIELD_FEATURES, propose_fields, whole_image_field
 from pipelines.mnist import mnist_dir
 
 HAVE_MNIST = (mnist_dir() / "t10k-images-idx3-ubyte.gz").is_file()
@@ -32,7 +33,7 @@ def test_proposals_contain_the_field(cheques: list) -> None:
             x, y, w, h = k.box
             assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= W and y + h <= H
             assert k.features.shape == (NUM_FIELD_FEATURES,)
-            assert torch.isfinite(k.features).all()
+            assert np.isfinite(k.features).all()
 
 
 @needs_mnist
@@ -71,6 +72,21 @@ def test_scorer_shapes() -> None:
     assert whole_image_field(np.zeros((30, 40), np.uint8)).box == (0, 0, 40, 30)
 
 
+def test_the_numpy_ranker_gives_the_scorers_scores() -> None:
+    torch.manual_seed(0)
+    scorer = FieldScorer()
+    features = torch.randn(9, NUM_FIELD_FEATURES)
+    with torch.no_grad():
+        expected = scorer(features).numpy()
+    ranked = scorer.ranker()(features.numpy())
+    assert ranked.shape == (9,) and ranked.dtype == np.float32
+    np.testing.assert_allclose(ranked, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # a copy: later training does not change the ranker
+        next(scorer.parameters()).add_(1.0)
+    np.testing.assert_allclose(scorer.ranker()(features.numpy()) - ranked,
+                               scorer(features).detach().numpy() - expected, atol=1e-5)
+
+
 @needs_mnist
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no trained field scorer")
 def test_trained_scorer_ranks_the_field_in_top3(cheques: list) -> None:
@@ -78,7 +94,7 @@ def test_trained_scorer_ranks_the_field_in_top3(cheques: list) -> None:
     for c in cheques:
         cands = propose_fields(c.image)
         with torch.no_grad():
-            scores = scorer(torch.stack([k.features for k in cands]))
+            scores = scorer(torch.from_numpy(np.stack([k.features for k in cands])))
         top = torch.argsort(scores, descending=True)[:3].tolist()
         assert any(is_good(cands[i].box, c.field_box) for i in top)
 

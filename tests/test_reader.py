@@ -9,7 +9,8 @@ import torch
 
 import gtn
 from pipelines.images import as_gray
-from pipelines.reader import load_reader, prepare, read_cheque
+from pipelines.preparation import prepare
+from pipelines.reader import load_reader, read_cheque
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 LABELS = [json.loads(line) for line in (SAMPLES / "labels.jsonl").read_text().splitlines()]
@@ -95,7 +96,7 @@ def test_the_field_beam_keeps_the_candidates_near_the_best(reader):
                     field_beam=float("inf"))
     assert len(every.fields) == 3
     with torch.no_grad():
-        scores = reader.field_proposer(every.field_features)
+        scores = reader.field_proposer(torch.from_numpy(every.field_features))
     for beam in (0.0, 2.0, 8.0):
         kept = prepare(gray, max_fields=3, field_scorer=reader.field_proposer, field_beam=beam)
         want = [f.box for f, s in zip(every.fields, scores) if s >= scores.max() - beam]
@@ -136,7 +137,7 @@ def test_prepare_all_in_several_processes_gives_the_single_process_results_in_or
     """Helpers plus this process (which prepares what no helper has taken yet) give exactly
     what one process gives, in input order, failures included; without pictures the
     segmentations keep their shapes and graphs."""
-    from pipelines.reader import prepare_all
+    from pipelines.preparation import prepare_all
 
     sources = [SAMPLES / rec["file"] for rec in LABELS[:5]]
     sources.insert(2, b"not an image")
@@ -150,11 +151,31 @@ def test_prepare_all_in_several_processes_gives_the_single_process_results_in_or
         if isinstance(a, str):
             continue
         assert [f.box for f in a.fields] == [f.box for f in b.fields]
-        assert torch.equal(a.inputs, b.inputs)
+        assert np.array_equal(a.inputs, b.inputs)
         for sa, sb in zip(a.segmentations, b.segmentations):
             assert sa.ink.shape == sb.ink.shape and not sb.ink.any()
             assert np.array_equal(sa.arc_start, sb.arc_start)
             assert np.array_equal(sa.field_boxes(), sb.field_boxes())
+
+
+def test_image_analysis_runs_without_loading_torch(reader):
+    """Helper processes import only the preparation side (torch takes ~2 s to load)."""
+    import pickle
+    import subprocess
+    import sys
+
+    ranker = pickle.dumps(reader.field_proposer.ranker())
+    code = ("import pickle, sys\n"
+            "from pipelines.preparation import prepare_source\n"
+            f"prep = prepare_source(sys.argv[1], False, pickle.loads({ranker!r}))\n"
+            "assert not isinstance(prep, str), prep\n"
+            "print(len(prep.inputs), 'torch' in sys.modules)\n")
+    path = SAMPLES / LABELS[0]["file"]
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    expected = prepare(np.asarray(__import__("PIL.Image").Image.open(path).convert("L")),
+                       field_scorer=reader.field_proposer)
+    assert out == [str(len(expected.inputs)), "False"]
 
 
 def test_wide_grey_levels_are_scaled_not_clipped(tmp_path):
@@ -180,7 +201,7 @@ def test_prepare_all_goes_on_in_this_process_when_a_helper_dies(reader):
     import os
     import signal
 
-    from pipelines.reader import prepare_all
+    from pipelines.preparation import prepare_all
 
     sources = [SAMPLES / rec["file"] for rec in LABELS] * 2
     out = []
@@ -190,7 +211,7 @@ def test_prepare_all_goes_on_in_this_process_when_a_helper_dies(reader):
             for child in multiprocessing.active_children():
                 os.kill(child.pid, signal.SIGKILL)
     assert len(out) == len(sources) and not any(isinstance(p, str) for p in out)
-    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(out[:12], out[12:]))
+    assert all(np.array_equal(a.inputs, b.inputs) for a, b in zip(out[:12], out[12:]))
 
 
 def test_the_exif_orientation_of_a_photo_is_applied(tmp_path):

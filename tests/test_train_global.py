@@ -74,7 +74,8 @@ def _tiny_fields(n: int):
 
 
 def test_short_global_run_lowers_the_loss() -> None:
-    from pipelines.reader import ChequeReader, prepare
+    from pipelines.preparation import prepare
+    from pipelines.reader import ChequeReader
     from pipelines.recognizer import load_recognizer
     from pipelines.train_global import make_optimizer
 

@@ -1,0 +1,191 @@
+"""The fixed front of the reader: candidate fields, their segmentation graphs and LeNet inputs.
+
+Nothing here is learnable or needs torch: the image analysis runs in helper processes that start
+without loading it (about 2 s sooner), and hands numpy arrays to the learnable part of the reader
+(`pipelines.reader`), which wraps them as tensors without copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from pipelines.charimage import to_lenet_batch
+from pipelines.fields import FieldCandidate, FieldRanker, propose_fields, whole_image_field
+from pipelines.segmentation import Segmentation, segment_field
+
+# Reading keeps the candidate fields the proposer scores within this much (log) of its best:
+# chosen on validation cheques (see the model card), it reads as well as keeping all three.
+FIELD_BEAM = 4.0
+
+
+class HasRanker(Protocol):
+    """A field scorer module (`pipelines.field_scorer.FieldScorer`)."""
+
+    def ranker(self) -> FieldRanker: ...
+
+
+FieldChooser = FieldRanker | HasRanker
+
+
+@dataclass
+class Prepared:
+    """The fixed (non-learnable) front of the pipeline for one image: candidate fields, their
+    segmentations and LeNet inputs. Reused across epochs in training."""
+
+    fields: list[FieldCandidate]
+    segmentations: list[Segmentation]
+    inputs: np.ndarray  # (sum of arcs, 1, 32, 32) float32
+    field_features: np.ndarray  # (K, F) float32
+
+    @property
+    def arc_counts(self) -> list[int]:
+        return [s.num_arcs for s in self.segmentations]
+
+
+def as_ranker(field_scorer: FieldChooser | None) -> FieldRanker | None:
+    """The numpy ranker of a field scorer module (or the ranker itself)."""
+    if field_scorer is None or isinstance(field_scorer, FieldRanker):
+        return field_scorer
+    return field_scorer.ranker()
+
+
+def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
+            field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM
+            ) -> Prepared:
+    """Propose fields (or take the whole image), segment each and normalise every candidate
+    character for LeNet. Raises ValueError when no field holds ink.
+
+    With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
+    than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
+    """
+    if is_field:
+        candidates = [whole_image_field(image)]
+    else:
+        candidates = propose_fields(image)
+        ranker = as_ranker(field_scorer)
+        if ranker is not None and len(candidates) > 1:
+            scores = ranker(np.stack([c.features for c in candidates]))
+            keep = np.argsort(-scores, kind="stable")[:max_fields]
+            keep = keep[scores[keep] >= scores[keep[0]] - field_beam]
+            candidates = [candidates[i] for i in sorted(keep.tolist())]
+        candidates = candidates[:max_fields]
+    fields, segs = [], []
+    for cand in candidates:
+        x, y, w, h = cand.box
+        try:
+            seg = segment_field(image[y : y + h, x : x + w])
+        except ValueError:
+            continue  # a candidate without ink is no field
+        fields.append(cand)
+        segs.append(seg)
+    if not segs:
+        raise ValueError("no handwriting found in any candidate amount field")
+    patches, heights, tops = [], [], []
+    for seg in segs:
+        p, t = seg.arc_patches()
+        patches += p
+        tops += t.tolist()
+        heights += [seg.line.height] * len(p)
+    inputs = to_lenet_batch(patches, heights, tops)
+    return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]))
+
+
+def prepare_source(source: bytes | str | Path, is_field: bool,
+                   field_scorer: FieldChooser | None, keep_images: bool = True
+                   ) -> Prepared | str:
+    """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message.
+    Without `keep_images` the segmentations lose their pictures (only --explain draws them)."""
+    import cv2
+
+    from pipelines.images import ImageError, load_gray
+
+    try:
+        if isinstance(source, bytes):
+            gray = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_GRAYSCALE)
+            if gray is None:
+                return "the image bytes could not be decoded"
+        else:
+            gray = load_gray(source)
+        prep = prepare(gray, is_field=is_field, field_scorer=field_scorer)
+    except (ImageError, ValueError) as err:
+        return str(err)
+    except Exception as err:  # a reader bug must not stop the other inputs
+        return f"could not read {source if not isinstance(source, bytes) else 'image'}: " \
+               f"{type(err).__name__}: {err}"
+    if keep_images:
+        return prep
+    return replace(prep, segmentations=[s.without_images() for s in prep.segmentations])
+
+
+_WORKER_RANKER: FieldRanker | None = None
+
+
+def _init_worker(ranker: FieldRanker | None) -> None:
+    global _WORKER_RANKER
+    _WORKER_RANKER = ranker
+
+
+def _prepare_in_worker(job: tuple[bytes | str | Path, bool, bool]) -> Prepared | str:
+    return prepare_source(job[0], job[1], _WORKER_RANKER, job[2])
+
+
+def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
+                field_scorer: FieldChooser | None, workers: int = 1, keep_images: bool = True
+                ) -> Iterator[Prepared | str]:
+    """Yield `prepare_source` of each source in order, the image analysis running in
+    `workers` processes: this one and `workers - 1` helpers.
+
+    Helpers are handed a few sources at a time, in order. Whenever the next result is not
+    ready (while the helpers start, say), this process prepares the earliest source not yet
+    handed out itself: so `workers` processes keep as many cores busy, without a process more
+    than cores. If a helper dies (out of memory, say), this process prepares the rest."""
+    ranker = as_ranker(field_scorer)
+    jobs = [(s, is_field, keep_images) for s in sources]
+    if workers <= 1 or len(sources) < 2:
+        for s in sources:
+            yield prepare_source(s, is_field, ranker, keep_images)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(ranker,))
+    # Sources are handed out lazily, never taken back: cancelling a queued future races with
+    # the pool failing it when a helper dies (an error in the pool's thread on Python 3.11).
+    ahead = 4 * (workers - 1)
+    unsent = deque(range(len(jobs)))
+    sent: dict[int, Future] = {}
+    here: dict[int, Prepared | str] = {}
+    broken = False
+
+    def here_next() -> None:
+        j = unsent.popleft()
+        here[j] = prepare_source(*jobs[j][:2], ranker, keep_images)
+
+    try:
+        for i in range(len(jobs)):
+            while i not in here:
+                while not broken and unsent and len(sent) < ahead:
+                    j = unsent.popleft()
+                    sent[j] = pool.submit(_prepare_in_worker, jobs[j])
+                if i not in sent:  # not handed out: the earliest unsent source
+                    here_next()
+                elif sent[i].done() or broken or not unsent:
+                    fut = sent.pop(i)
+                    try:
+                        here[i] = fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        here[i] = prepare_source(*jobs[i][:2], ranker, keep_images)
+                else:
+                    here_next()
+            yield here.pop(i)
+    finally:  # a caller that stops early (or Ctrl-C) does not wait for the rest
+        pool.shutdown(wait=True, cancel_futures=True)
