@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .graph import EPSILON, Graph, argsort_stable
+from .graph import EPSILON, Graph
 
 
 def input_epsilon_levels(b: Graph) -> Tensor | None:
@@ -48,31 +48,62 @@ def dag_compose_ok(a: Graph, b: Graph) -> bool:
             and (not b_eps or input_epsilon_levels(b) is not None))
 
 
-def _side(g: Graph, key: Tensor, stays: bool, group: Tensor | None, n_groups: int
-          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(key, src, dst, arc id) of ``g``'s arcs, plus an epsilon self-loop (arc id -1) on every
-    state when ``stays``. With ``group`` (S,), the key also holds the source state's group, so
-    that only arcs of the same group match."""
-    arc = torch.arange(g.num_arcs)
-    src, dst = g.src, g.dst
-    if stays:
-        loop = torch.arange(g.num_states)
-        key = torch.cat([key, torch.full_like(loop, EPSILON)])
-        src, dst = torch.cat([src, loop]), torch.cat([dst, loop])
-        arc = torch.cat([arc, torch.full_like(loop, -1)])
+def _argsort(key: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of ``key`` (n,) int with values in ``0..bound - 1`` (radix for < 2**16)."""
+    return np.argsort(key.astype(np.uint16) if bound <= 1 << 16 else key, kind="stable")
+
+
+def _join(ka: np.ndarray, kb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inner join on equal keys: (n (len(ka),) matches of each ``ka`` entry, ib (M,) the
+    matching ``kb`` entries, ascending for one ``ka`` entry). The ``ka`` side of match ``m``
+    is implicit, ``np.repeat(arange, n)``, so ``ka``-side columns are spread with ``np.repeat``
+    (a copy) rather than gathered."""
+    if not (ka.size and kb.size):
+        return np.zeros(ka.size, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lo_key = min(int(ka.min()), int(kb.min()))
+    span = max(int(ka.max()), int(kb.max())) - lo_key + 1
+    if span <= DENSE_JOIN_KEYS:  # labels: count and look up instead of binary search
+        kb0 = kb - lo_key
+        ob = _argsort(kb0, span)
+        counts = np.bincount(kb0, minlength=span)
+        firsts = np.cumsum(counts) - counts
+        n, lo = counts[ka - lo_key], firsts[ka - lo_key]
+    else:
+        ob = np.argsort(kb, kind="stable")
+        lo = np.searchsorted(kb[ob], ka, side="left")
+        n = np.searchsorted(kb[ob], ka, side="right") - lo
+    m = int(n.sum())
+    return n, ob[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(m)]
+
+
+DENSE_JOIN_KEYS = 1 << 16
+
+
+def _side(g: Graph, key: np.ndarray, loop_keys: list[int], group: np.ndarray | None,
+          n_groups: int, shift: int) -> tuple[np.ndarray, ...]:
+    """(key, src, dst, arc id, loop number) of ``g``'s arcs (loop number -1) followed by one
+    epsilon self-loop per state for each of ``loop_keys`` (arc id ``g.num_arcs``: a padding
+    arc that adds nothing). With ``group`` (S,), the key also holds the source state's group,
+    so that only arcs of the same group match."""
+    S, A, L = g.num_states, g.num_arcs, len(loop_keys)
+    loop = np.tile(np.arange(S), L)
+    src = np.concatenate([g.src.numpy(), loop])
+    dst = np.concatenate([g.dst.numpy(), loop])
+    key = np.concatenate([key, np.repeat(np.array(loop_keys, dtype=np.int64), S)])
+    arc = np.concatenate([np.arange(A), np.full(S * L, A)])
+    sub = np.concatenate([np.full(A, -1), np.repeat(np.arange(L), S)])
     if group is not None:
-        key = (key - EPSILON) * n_groups + group.index_select(0, src)
-    return key, src, dst, arc
+        key = (key + shift) * n_groups + group[src]
+    return key, src, dst, arc, sub
 
 
 def _level_reach(src: np.ndarray, dst: np.ndarray, bounds: list[int], init: np.ndarray,
                  reverse: bool) -> np.ndarray:
     """Reachability from ``init`` (forward) or co-reachability to it (``reverse``) along arcs
-    grouped by source level: group ``i`` is ``bounds[i]:bounds[i + 1]``."""
+    grouped in processing order: group ``i`` is ``bounds[i]:bounds[i + 1]``."""
     seen = init.copy()
-    groups = range(len(bounds) - 1)
-    for i in reversed(groups) if reverse else groups:
-        lo, hi = bounds[i], bounds[i + 1]
+    spans = list(zip(bounds[:-1], bounds[1:]))
+    for lo, hi in reversed(spans) if reverse else spans:
         if lo == hi:
             continue
         s, d = src[lo:hi], dst[lo:hi]
@@ -89,114 +120,128 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
     Returns the graph and (S,) the state of ``a`` in each of its states.
 
     ``groups`` ((Sa,), (Sb,) long) pairs only states of the same group: given disjoint unions
-    of graphs, it composes the i-th graph of ``a`` with the i-th of ``b``, all in one pass."""
+    of graphs, it composes the i-th graph of ``a`` with the i-th of ``b``, all in one pass.
+
+    Product arcs come out of the join already grouped in an order that is safe for the
+    reachability sweeps, so no product-sized sort is needed: ``a``'s side is sorted by
+    ``level_a(src) * K + sub`` where ``sub`` is ``K - 1`` for ``a``'s arcs (they all advance
+    ``a``) and ``e`` for the self-loop that stays on ``a`` while ``b`` takes an input epsilon
+    from a state of epsilon level ``e``: those loops join only with such arcs of ``b``, whose
+    key carries ``e``. Within one level of ``a`` the epsilon moves then run level by level
+    before the arcs that leave it (and after them, backwards)."""
     a_eps = bool((a.olabel == EPSILON).any())
-    lev_a = a.state_levels()
-    lev_e = input_epsilon_levels(b)
-    assert lev_e is not None
+    lev_a = a.state_levels().numpy()
+    lev_e_t = input_epsilon_levels(b)
+    assert lev_e_t is not None
+    lev_e = lev_e_t.numpy()
     K = int(lev_e.max()) + 1 if b.num_states else 1
     Sa, Sb = a.num_states, b.num_states
-    ga, gb = groups if groups is not None else (None, None)
-    n_groups = int(max(int(ga.max()), int(gb.max()))) + 1 if groups is not None else 1
-    ka, sa, da, ida = _side(a, a.olabel, K > 1, ga, n_groups)
-    kb, sb, db, idb = _side(b, b.ilabel, a_eps, gb, n_groups)
-    if K == 1:   # group a's arcs by source level; the join keeps that order
-        order = argsort_stable(lev_a[sa], Sa)
-        ka, sa, da, ida = (t.index_select(0, order) for t in (ka, sa, da, ida))
-    from .compose import _join
-    ja, jb = _join(ka, kb)
-    ps, qs = sa.index_select(0, ja), sb.index_select(0, jb)
-    pd, qd = da.index_select(0, ja), db.index_select(0, jb)
-    lev_src = lev_a[ps] * K + lev_e[qs]
-    if K > 1:
-        order = argsort_stable(lev_src, Sa * K)
-        ja, jb, ps, qs, pd, qd, lev_src = (t.index_select(0, order)
-                                           for t in (ja, jb, ps, qs, pd, qd, lev_src))
+    ga, gb = (g.numpy() for g in groups) if groups is not None else (None, None)
+    n_groups = int(max(int(ga.max()), int(gb.max()))) + 1 if ga is not None else 1
+    b_key = b.ilabel.numpy()
+    if K > 1:  # b's input epsilons carry the epsilon level of their source
+        b_key = np.where(b_key == EPSILON, EPSILON - lev_e[b.src.numpy()], b_key)
+    a_loops = [EPSILON - e for e in range(K - 1)]
+    ka, sa, da, ida, sub = _side(a, a.olabel.numpy(), a_loops, ga, n_groups, K)
+    kb, sb, db, idb, _ = _side(b, b_key, [EPSILON] if a_eps else [], gb, n_groups, K)
+    gk = lev_a[sa] * K + np.where(sub < 0, K - 1, sub)
+    n_lev = (int(lev_a.max()) + 1) * K if Sa else 1
+    order = _argsort(gk, n_lev)
+    ka, sa, da, ida, gk = (t[order] for t in (ka, sa, da, ida, gk))
+    n, jb = _join(ka, kb)
     # Product state id p * W + q, with q local to its group when grouped: only pairs within
     # a group exist, so the id space is Sa x (largest group of b), not Sa x Sb.
-    if groups is not None:
-        b_size = torch.bincount(gb, minlength=n_groups)
-        b_first = torch.cumsum(b_size, 0) - b_size
-        W, q_first = int(b_size.max()), b_first.index_select(0, gb)  # q_first: (Sb,)
+    if gb is not None:
+        b_size = np.bincount(gb, minlength=n_groups)
+        b_first = np.cumsum(b_size) - b_size
+        W, q_first = int(b_size.max()), b_first[gb]
     else:
-        W, q_first = Sb, None
-
-    def local(q: Tensor) -> Tensor:
-        return q if q_first is None else q - q_first.index_select(0, q)
-
-    src, dst = ps * W + local(qs), pd * W + local(qd)
-    sa0, sb0 = a.start.nonzero(), b.start.nonzero().flatten()[None, :]
-    starts = sa0 * W + local(sb0.flatten())[None, :]
-    if groups is not None:
-        starts = starts[ga[sa0] == gb[sb0]]
-    starts = starts.flatten()
-    n_lev = int(lev_a.max()) * K + K if Sa else 1
-    bounds = [0] + torch.cumsum(torch.bincount(lev_src, minlength=n_lev), 0).tolist()
-    if Sa * W <= 4 * src.shape[0] + 100_000:   # dense product state ids
+        W, q_first = Sb, np.zeros(Sb, dtype=np.int64)
+    src = np.repeat(sa * W, n) + (sb - q_first[sb])[jb]
+    dst = np.repeat(da * W, n) + (db - q_first[db])[jb]
+    ends = np.concatenate([[0], np.cumsum(n)])
+    bounds = ends[np.concatenate([[0], np.cumsum(np.bincount(gk, minlength=n_lev))])].tolist()
+    sa0, sb0 = np.flatnonzero(a.start.numpy()), np.flatnonzero(b.start.numpy())
+    starts = (sa0[:, None] * W + (sb0 - q_first[sb0])[None, :])
+    if ga is not None:
+        starts = starts[ga[sa0][:, None] == gb[sb0][None, :]]
+    starts = starts.reshape(-1)
+    if _dense_ids(Sa * W, src.shape[0]):
         keys, s_id, d_id, st_id = None, src, dst, starts
     else:
-        keys, inv = torch.unique(torch.cat([starts, src, dst]), return_inverse=True)
+        keys, inv = np.unique(np.concatenate([starts, src, dst]), return_inverse=True)
         n0, m = starts.shape[0], src.shape[0]
         st_id, s_id, d_id = inv[:n0], inv[n0:n0 + m], inv[n0 + m:]
     N = Sa * W if keys is None else int(keys.shape[0])
-    ids = torch.arange(N) if keys is None else keys
-    p_all, q_all = ids // W, ids % W
-    exists = torch.ones(N, dtype=torch.bool)
-    if groups is not None:  # back to b's state ids; local ids past a group's size are no state
-        g_of = ga.index_select(0, p_all)
-        exists = q_all < b_size.index_select(0, g_of)
-        q_all = torch.where(exists, q_all + b_first.index_select(0, g_of), 0)
-    s_np, d_np = s_id.numpy(), d_id.numpy()
+    p_all, q_all = _product_states(np.arange(N) if keys is None else keys, W, ga, gb)
     init = np.zeros(N, dtype=bool)
-    init[st_id.numpy()] = True
-    fwd = _level_reach(s_np, d_np, bounds, init, False)
-    final = a.accept.index_select(0, p_all) & b.accept.index_select(0, q_all) & exists
-    bwd = _level_reach(s_np, d_np, bounds, final.numpy(), True)
-    return _assemble(a, b, torch.from_numpy(fwd & bwd), torch.from_numpy(fwd[s_np] & bwd[d_np]),
-                     (p_all, q_all, lev_a[p_all] * K + lev_e[q_all]),
-                     (s_id, d_id, ja, jb), (ida, idb), torch.from_numpy(init))
+    init[st_id] = True
+    fwd = _level_reach(s_id, d_id, bounds, init, False)
+    final = a.accept.numpy()[p_all] & b.accept.numpy()[np.maximum(q_all, 0)] & (q_all >= 0)
+    bwd = _level_reach(s_id, d_id, bounds, final, True)
+    kept = np.flatnonzero(fwd[s_id] & bwd[d_id])
+    ia = np.repeat(ida, n)[kept]
+    return _assemble(a, b, fwd & bwd, init, (p_all, q_all, lev_a, lev_e, K),
+                     (s_id[kept], d_id[kept], ia, idb[jb[kept]]))
 
 
-def _assemble(a: Graph, b: Graph, keep: Tensor, arcs: Tensor, states: tuple[Tensor, ...],
-              moves: tuple[Tensor, ...], arc_ids: tuple[Tensor, Tensor], start: Tensor
+def _dense_ids(n_ids: int, n_arcs: int) -> bool:
+    """Whether product states keep their ids ``p * W + q`` (arrays over the whole id space)
+    rather than being renumbered by ``np.unique`` (a sort of all arc ends)."""
+    return n_ids <= 4 * n_arcs + 100_000
+
+
+def _product_states(ids: np.ndarray, W: int, ga: np.ndarray | None, gb: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(p, q) of product ids ``p * W + local q``; q = -1 where grouped local ids run past
+    the group's size (no such state)."""
+    p, q = ids // W, ids % W
+    if ga is not None and gb is not None:
+        b_size = np.bincount(gb, minlength=int(ga.max()) + 1)
+        g_of = ga[p]
+        q = np.where(q < b_size[g_of], q + (np.cumsum(b_size) - b_size)[g_of], -1)
+    return p, q
+
+
+def _pick(t: Tensor, idx: np.ndarray, fill: float | int) -> Tensor:
+    """``t[idx]`` where ``idx == len(t)`` (a padding arc) gives ``fill``."""
+    i = torch.from_numpy(idx)
+    if int(idx.max(initial=-1)) >= t.shape[0]:
+        t = torch.cat([t, t.new_full((1,), fill)])
+    return t.index_select(0, i)
+
+
+def _assemble(a: Graph, b: Graph, keep: np.ndarray, init: np.ndarray,
+              states: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+              arcs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
               ) -> tuple[Graph, Tensor]:
-    """The graph on product states ``keep`` (N,) bool, numbered in level order, with the arcs
-    ``arcs`` (M,) bool of ``moves`` (src, dst, index into ``arc_ids`` of a and of b, whose
-    entries are arcs of a and of b; -1 = stays)."""
-    p, q, level = (t[keep] for t in states)
-    order = argsort_stable(level, int(level.max()) + 1 if level.numel() else 1)
+    """The graph on product states ``keep`` (N,) bool, numbered in level order, with the
+    ``arcs`` (src, dst product ids, arc of a, arc of b; an arc id one past the end stays)."""
+    p_all, q_all, lev_a, lev_e, K = states
+    kid = np.flatnonzero(keep)
+    p, q = p_all[kid], q_all[kid]
+    level = lev_a[p] * K + lev_e[q]
+    order = _argsort(level, int(level.max()) + 1 if level.size else 1)
     n = int(order.shape[0])
-    new_id = torch.full((keep.shape[0],), -1, dtype=torch.long)
-    new_id[keep.nonzero().flatten()[order]] = torch.arange(n)
-    kept = arcs.nonzero().flatten()
-    src, dst, ja, jb = (t.index_select(0, kept) for t in moves)
-    ia, ib = arc_ids[0].index_select(0, ja), arc_ids[1].index_select(0, jb)
+    new_id = np.full(keep.shape[0], -1, dtype=np.int64)
+    new_id[kid[order]] = np.arange(n)
+    src, dst, ia, ib = arcs
     level = level[order]
     if n == 0:
         start_m, accept_m = torch.tensor([True]), torch.tensor([False])
         levels = torch.zeros(1, dtype=torch.long)
     else:
-        start_m = start[keep][order]
-        accept_m = (a.accept[p] & b.accept[q])[order]
-        levels = torch.cumsum(torch.cat([level.new_zeros(1), (level[1:] != level[:-1]).long()]), 0)
-    has_a, has_b = ia >= 0, ib >= 0
-    ia0, ib0 = ia.clamp(min=0), ib.clamp(min=0)
-    zero = a.weight.new_zeros(())
-    def pick(t: Tensor, i0: Tensor, has: Tensor, other: float | int | Tensor) -> Tensor:
-        return torch.where(has, t.index_select(0, i0), other)
-
-    wa = pick(a.weight, ia0, has_a, zero) if a.num_arcs else zero.expand(ia.shape)
-    wb = pick(b.weight, ib0, has_b, zero) if b.num_arcs else zero.expand(ib.shape)
-    ilab = pick(a.ilabel, ia0, has_a, EPSILON) if a.num_arcs else ia
-    olab = pick(b.olabel, ib0, has_b, EPSILON) if b.num_arcs else ib
-    payload = None
-    if a.payload is not None:
-        payload = pick(a.payload, ia0, has_a, -1) if a.num_arcs else ia
-    g = Graph(max(n, 1), start_m, accept_m, new_id.index_select(0, src),
-              new_id.index_select(0, dst), ilab, olab,
-              wa + wb.to(wa.dtype), payload, a.isymbols, b.osymbols,
+        start_m = torch.from_numpy(init[kid[order]])
+        accept_m = torch.from_numpy((a.accept.numpy()[p] & b.accept.numpy()[q])[order])
+        levels = torch.from_numpy(np.cumsum(np.concatenate([[0], level[1:] != level[:-1]])))
+    zero = 0.0
+    weight = _pick(a.weight, ia, zero) + _pick(b.weight, ib, zero).to(a.weight.dtype)
+    payload = None if a.payload is None else _pick(a.payload, ia, -1)
+    g = Graph(max(n, 1), start_m, accept_m, torch.from_numpy(new_id[src]),
+              torch.from_numpy(new_id[dst]), _pick(a.ilabel, ia, EPSILON),
+              _pick(b.olabel, ib, EPSILON), weight, payload, a.isymbols, b.osymbols,
               checked=False)
     g._cache["levels"] = levels
     g._cache["rlevels"] = levels.max() - levels
     g._cache["level_sorted"] = True
-    return g, p[order]
+    return g, torch.from_numpy(p[order])
