@@ -232,6 +232,17 @@ def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
+def _max_pool2(x: torch.Tensor) -> torch.Tensor:
+    """`F.max_pool2d(x, 2)` as pairwise maxima over a (N, H/2, 2, W/2, 2, C) view: the same
+    values, about twice as fast on channels-last CPU maps."""
+    n, c, h, w = x.shape
+    h, w = h // 2, w // 2
+    t = x[:, :, : 2 * h, : 2 * w].permute(0, 2, 3, 1).reshape(n, h, 2, w, 2, c)
+    top = torch.maximum(t[:, :, 0, :, 0], t[:, :, 0, :, 1])
+    bottom = torch.maximum(t[:, :, 1, :, 0], t[:, :, 1, :, 1])
+    return torch.maximum(top, bottom).permute(0, 3, 1, 2)
+
+
 class _FoldedModern(nn.Module):
     """`LeNet5Modern` in eval mode with each batch norm folded into its convolution and each
     ReLU moved after its max-pool (they commute, and the pooled map is 4x smaller): the same
@@ -244,8 +255,8 @@ class _FoldedModern(nn.Module):
         self.head = model.head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(F.max_pool2d(self.c1(x), 2))
-        x = F.relu(F.max_pool2d(self.c2(x), 2))
+        x = F.relu(_max_pool2(self.c1(x)))
+        x = F.relu(_max_pool2(self.c2(x)))
         y = self.head(F.relu(self.c3(x))).flatten(2)
         y = -F.log_softmax(y, dim=1)
         return y.squeeze(2) if y.shape[2] == 1 else y

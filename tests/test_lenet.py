@@ -124,3 +124,25 @@ def test_the_folded_modern_net_gives_the_eval_penalties() -> None:
     with torch.no_grad():
         expected, folded = net(x), for_inference(net)(x)
     assert torch.allclose(expected, folded, atol=1e-4), (expected - folded).abs().max()
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 28, 28), (2, 4, 9, 13), (1, 2, 2, 7)])
+def test_the_fast_max_pool_is_max_pool2d(shape: tuple[int, int, int, int]) -> None:
+    from pipelines.lenet import _max_pool2
+
+    torch.manual_seed(1)
+    x = torch.randn(shape)
+    for a in (x, x.to(memory_format=torch.channels_last)):
+        assert torch.equal(_max_pool2(a), torch.nn.functional.max_pool2d(a, 2))
+
+
+def test_the_folded_modern_net_reads_wide_lines_like_the_eval_net() -> None:
+    from pipelines.lenet import LeNet5Modern, for_inference
+
+    torch.manual_seed(2)
+    net = LeNet5Modern().eval()
+    x = torch.randn(2, 1, 32, 57).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, folded = net(x), for_inference(net)(x)
+    assert expected.shape == folded.shape == (2, 17, 7)
+    assert torch.allclose(expected, folded, atol=1e-4)
