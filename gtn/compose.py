@@ -142,7 +142,10 @@ def compose_many(graphs: list[Graph], b: Graph) -> list[Graph]:
                                                  for g in graphs):
         return [compose(g, b) for g in graphs]
     u = _union_with_levels(graphs)
-    c, p = compose_dag(u, b) if dag_compose_ok(u, b) else _compose_unfiltered(u, b)
+    if dag_compose_ok(u, b):
+        c, p = compose_dag(u, b, owner=_member_of_state(graphs))
+        return _split_by_owner(c, p, graphs, lambda i: compose(graphs[i], b), grouped=True)
+    c, p = _compose_unfiltered(u, b)
     return _split_by_owner(c, p, graphs, lambda i: compose(graphs[i], b))
 
 
@@ -162,10 +165,15 @@ def compose_pairs(first: list[Graph], second: list[Graph]) -> list[Graph]:
     ub = union(second) if pairs_ok else None
     if ua is None or ub is None or not dag_compose_ok(ua, ub):
         return [compose(a, b) for a, b in zip(first, second)]
-    groups = tuple(torch.repeat_interleave(torch.arange(len(gs)), torch.tensor(
-        [g.num_states for g in gs])) for gs in (first, second))
-    c, p = compose_dag(ua, ub, groups)  # type: ignore[arg-type]
-    return _split_by_owner(c, p, first, lambda i: compose(first[i], second[i]))
+    groups = (_member_of_state(first), _member_of_state(second))
+    c, p = compose_dag(ua, ub, groups, owner=groups[0])
+    return _split_by_owner(c, p, first, lambda i: compose(first[i], second[i]), grouped=True)
+
+
+def _member_of_state(graphs: list[Graph]) -> Tensor:
+    """(S,) the index of the graph each state of their disjoint union comes from."""
+    return torch.repeat_interleave(torch.arange(len(graphs)),
+                                   torch.tensor([g.num_states for g in graphs]))
 
 
 def _union_with_levels(graphs: list[Graph]) -> Graph:
@@ -177,32 +185,36 @@ def _union_with_levels(graphs: list[Graph]) -> Graph:
     return u
 
 
-def _split_by_owner(c: Graph, p: Tensor, graphs: list[Graph], alone: Callable[[int], Graph]
-                    ) -> list[Graph]:
+def _split_by_owner(c: Graph, p: Tensor, graphs: list[Graph], alone: Callable[[int], Graph],
+                    grouped: bool = False) -> list[Graph]:
     """Cut the composition ``c`` of the union of ``graphs`` (``p``: the union state behind
     each of its states) into one graph per member; a member with no state left is composed
-    ``alone`` (which gives its correct empty result)."""
+    ``alone`` (which gives its correct empty result). ``grouped``: ``c``'s states and arcs
+    already come grouped by member, each member's states in level order."""
     sizes = torch.tensor([g.num_states for g in graphs])
     owner = torch.bucketize(p, torch.cumsum(sizes, 0), right=True)       # graph of each state
-    level_sorted = c._cache.get("level_sorted", False)  # grouping keeps it within each graph
-    if owner.shape[0] == c.num_states:
+    # grouping keeps the level order within each graph
+    level_sorted = grouped or c._cache.get("level_sorted", False)
+    if not grouped and owner.shape[0] == c.num_states:
         c = _group_states(c, owner)
         owner = torch.sort(owner).values
     counts = torch.bincount(owner, minlength=len(graphs))
     firsts = torch.cumsum(counts, 0) - counts
     arc_owner = owner.index_select(0, c.src)
-    order = argsort_stable(arc_owner, len(graphs))
+    order = None if grouped else argsort_stable(arc_owner, len(graphs))
     arc_counts = torch.bincount(arc_owner, minlength=len(graphs)).tolist()
-    parts = [torch.split(t.index_select(0, order), arc_counts)
-             for t in (c.src, c.dst, c.ilabel, c.olabel, c.weight)]
-    pay = None if c.payload is None else torch.split(c.payload.index_select(0, order),
-                                                     arc_counts)
+    local = firsts.index_select(0, arc_owner)   # member state ids, all at once
+    cols = (c.src - local, c.dst - local, c.ilabel, c.olabel, c.weight)
+    parts = [torch.split(t if order is None else t.index_select(0, order), arc_counts)
+             for t in cols]
+    pay = None if c.payload is None else torch.split(
+        c.payload if order is None else c.payload.index_select(0, order), arc_counts)
     out: list[Graph] = []
     for i, (n, f) in enumerate(zip(counts.tolist(), firsts.tolist())):
         if n == 0:
             out.append(alone(i))
             continue
-        g = Graph(n, c.start[f:f + n], c.accept[f:f + n], parts[0][i] - f, parts[1][i] - f,
+        g = Graph(n, c.start[f:f + n], c.accept[f:f + n], parts[0][i], parts[1][i],
                   parts[2][i], parts[3][i], parts[4][i], None if pay is None else pay[i],
                   c.isymbols, c.osymbols, checked=False)
         for key in ("levels", "rlevels"):

@@ -101,7 +101,7 @@ def _level_reach(src: np.ndarray, dst: np.ndarray, bounds: list[int], init: np.n
                  reverse: bool) -> np.ndarray:
     """Reachability from ``init`` (forward) or co-reachability to it (``reverse``) along arcs
     grouped in processing order: group ``i`` is ``bounds[i]:bounds[i + 1]``."""
-    seen = init.copy()
+    seen: np.ndarray = init.copy()
     spans = list(zip(bounds[:-1], bounds[1:]))
     for lo, hi in reversed(spans) if reverse else spans:
         if lo == hi:
@@ -114,13 +114,16 @@ def _level_reach(src: np.ndarray, dst: np.ndarray, bounds: list[int], init: np.n
     return seen
 
 
-def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
-                ) -> tuple[Graph, Tensor]:
+def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
+                owner: Tensor | None = None) -> tuple[Graph, Tensor]:
     """Trimmed composition for :func:`dag_compose_ok` operands, with levels cached.
     Returns the graph and (S,) the state of ``a`` in each of its states.
 
     ``groups`` ((Sa,), (Sb,) long) pairs only states of the same group: given disjoint unions
     of graphs, it composes the i-th graph of ``a`` with the i-th of ``b``, all in one pass.
+    ``owner`` (Sa,) long, nondecreasing: the member of a disjoint union ``a`` each state
+    belongs to; the result's states then come ordered by (owner, level) and its arcs grouped
+    by owner, so that it can be cut into one graph per member without reordering.
 
     Product arcs come out of the join already grouped in an order that is safe for the
     reachability sweeps, so no product-sized sort is needed: ``a``'s side is sorted by
@@ -136,8 +139,9 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
     lev_e = lev_e_t.numpy()
     K = int(lev_e.max()) + 1 if b.num_states else 1
     Sa, Sb = a.num_states, b.num_states
-    ga, gb = (g.numpy() for g in groups) if groups is not None else (None, None)
-    n_groups = int(max(int(ga.max()), int(gb.max()))) + 1 if ga is not None else 1
+    ga, gb = (groups[0].numpy(), groups[1].numpy()) if groups is not None else (None, None)
+    n_groups = int(max(int(ga.max()), int(gb.max()))) + 1 if ga is not None and gb is not None \
+        else 1
     b_key = b.ilabel.numpy()
     if K > 1:  # b's input epsilons carry the epsilon level of their source
         b_key = np.where(b_key == EPSILON, EPSILON - lev_e[b.src.numpy()], b_key)
@@ -163,7 +167,7 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
     bounds = ends[np.concatenate([[0], np.cumsum(np.bincount(gk, minlength=n_lev))])].tolist()
     sa0, sb0 = np.flatnonzero(a.start.numpy()), np.flatnonzero(b.start.numpy())
     starts = (sa0[:, None] * W + (sb0 - q_first[sb0])[None, :])
-    if ga is not None:
+    if ga is not None and gb is not None:
         starts = starts[ga[sa0][:, None] == gb[sb0][None, :]]
     starts = starts.reshape(-1)
     if _dense_ids(Sa * W, src.shape[0]):
@@ -180,8 +184,12 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None
     final = a.accept.numpy()[p_all] & b.accept.numpy()[np.maximum(q_all, 0)] & (q_all >= 0)
     bwd = _level_reach(s_id, d_id, bounds, final, True)
     kept = np.flatnonzero(fwd[s_id] & bwd[d_id])
+    own = None if owner is None else owner.numpy()
+    if own is not None:  # arcs grouped by member, each member's in sweep order
+        n_own = int(own[-1]) + 1 if own.size else 1
+        kept = kept[_argsort(np.repeat(own[sa], n)[kept], n_own)]
     ia = np.repeat(ida, n)[kept]
-    return _assemble(a, b, fwd & bwd, init, (p_all, q_all, lev_a, lev_e, K),
+    return _assemble(a, b, fwd & bwd, init, (p_all, q_all, lev_a, lev_e, K, own),
                      (s_id[kept], d_id[kept], ia, idb[jb[kept]]))
 
 
@@ -212,28 +220,31 @@ def _pick(t: Tensor, idx: np.ndarray, fill: float | int) -> Tensor:
 
 
 def _assemble(a: Graph, b: Graph, keep: np.ndarray, init: np.ndarray,
-              states: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+              states: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int,
+                            np.ndarray | None],
               arcs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
               ) -> tuple[Graph, Tensor]:
-    """The graph on product states ``keep`` (N,) bool, numbered in level order, with the
-    ``arcs`` (src, dst product ids, arc of a, arc of b; an arc id one past the end stays)."""
-    p_all, q_all, lev_a, lev_e, K = states
+    """The graph on product states ``keep`` (N,) bool, numbered in level order (by owner of
+    their state of a first, if given), with the ``arcs`` (src, dst product ids, arc of a, arc
+    of b; an arc id one past the end stays)."""
+    p_all, q_all, lev_a, lev_e, K, own = states
     kid = np.flatnonzero(keep)
     p, q = p_all[kid], q_all[kid]
     level = lev_a[p] * K + lev_e[q]
-    order = _argsort(level, int(level.max()) + 1 if level.size else 1)
+    n_lev = int(level.max()) + 1 if level.size else 1
+    order = _argsort(level if own is None else own[p] * n_lev + level,
+                     n_lev * (1 if own is None else int(own[-1]) + 1))
     n = int(order.shape[0])
     new_id = np.full(keep.shape[0], -1, dtype=np.int64)
     new_id[kid[order]] = np.arange(n)
     src, dst, ia, ib = arcs
-    level = level[order]
     if n == 0:
         start_m, accept_m = torch.tensor([True]), torch.tensor([False])
         levels = torch.zeros(1, dtype=torch.long)
     else:
         start_m = torch.from_numpy(init[kid[order]])
         accept_m = torch.from_numpy((a.accept.numpy()[p] & b.accept.numpy()[q])[order])
-        levels = torch.from_numpy(np.cumsum(np.concatenate([[0], level[1:] != level[:-1]])))
+        levels = torch.from_numpy(_dense_rank(level)[order])
     zero = 0.0
     weight = _pick(a.weight, ia, zero) + _pick(b.weight, ib, zero).to(a.weight.dtype)
     payload = None if a.payload is None else _pick(a.payload, ia, -1)
@@ -243,5 +254,14 @@ def _assemble(a: Graph, b: Graph, keep: np.ndarray, init: np.ndarray,
               checked=False)
     g._cache["levels"] = levels
     g._cache["rlevels"] = levels.max() - levels
-    g._cache["level_sorted"] = True
+    g._cache["level_sorted"] = own is None
     return g, torch.from_numpy(p[order])
+
+
+def _dense_rank(x: np.ndarray) -> np.ndarray:
+    """(n,) the rank of each value of ``x`` among its distinct values (levels with no state
+    left are skipped)."""
+    present = np.zeros(int(x.max()) + 1, dtype=np.int64)
+    present[x] = 1
+    rank: np.ndarray = (np.cumsum(present) - 1)[x]
+    return rank
