@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.mnist import load_mnist
 from pipelines.segmentation import segment_field
@@ -95,3 +97,30 @@ def test_a_printed_box_side_is_dropped_and_handwritten_ones_are_kept(digits):
         field, only_one, _ = touching_pair(digits, k, 3, overlap=-14)
         seg = segment_field(field, deskew=False)
         assert ((seg.pieces > 0) & only_one).sum() > 0.9 * only_one.sum(), k
+
+
+@given(st.lists(st.integers(-50, 400), min_size=1, max_size=40), st.sampled_from([50, 90, 37.5]))
+def test_percentile_is_numpys(values: list[int], q: float) -> None:
+    from pipelines.segmentation import percentile
+
+    for a in (np.array(values, np.int32), np.array(values, np.float64) / 7):
+        assert percentile(a, q) == float(np.percentile(a, q))
+
+
+@pytest.mark.parametrize("slope_deg", [-2.0, 0.0, 1.5])
+def test_skew_is_the_angle_of_the_sharpest_row_projection(slope_deg: float) -> None:
+    from pipelines.segmentation import estimate_skew
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((80, 300), bool)
+    xs = rng.integers(0, 300, 1500)
+    ys = np.clip(40 + rng.integers(-12, 13, 1500) + xs * np.tan(np.radians(slope_deg)), 0, 79)
+    mask[ys.astype(int), xs] = True
+    y, x = np.nonzero(mask)
+    x = x - x.mean()
+    scores = {a: (np.bincount((r := np.round(y + x * np.tan(np.radians(a))).astype(int))
+                              - r.min()).astype(float) ** 2).sum()
+              for a in np.arange(-3.0, 3.0 + 1e-6, 0.5)}
+    best = max(scores.values())
+    assert estimate_skew(mask) == min(a for a, s in scores.items() if s == best)
+    assert abs(estimate_skew(mask) + slope_deg) <= 0.5
