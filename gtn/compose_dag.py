@@ -97,19 +97,23 @@ def _side(g: Graph, key: np.ndarray, loop_keys: list[int], group: np.ndarray | N
     return key, src, dst, arc, sub
 
 
-def _level_reach(src: np.ndarray, dst: np.ndarray, bounds: list[int], init: np.ndarray,
+def _level_groups(src: np.ndarray, dst: np.ndarray, bounds: list[int]
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The non-empty arc groups ``bounds[i]:bounds[i + 1]`` as (src, dst) views, cut once
+    for both sweeps (a slice costs about a third of a sweep step)."""
+    return [(src[lo:hi], dst[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]) if lo != hi]
+
+
+def _level_reach(groups: list[tuple[np.ndarray, np.ndarray]], init: np.ndarray,
                  reverse: bool) -> np.ndarray:
-    """Reachability from ``init`` (forward) or co-reachability to it (``reverse``) along arcs
-    grouped in processing order: group ``i`` is ``bounds[i]:bounds[i + 1]``."""
+    """Reachability from ``init`` (forward) or co-reachability to it (``reverse``) along arc
+    groups in processing order (:func:`_level_groups`)."""
     seen: np.ndarray = init.copy()
-    spans = list(zip(bounds[:-1], bounds[1:]))
-    for lo, hi in reversed(spans) if reverse else spans:
-        if lo == hi:
-            continue
-        s, d = src[lo:hi], dst[lo:hi]
-        if reverse:
+    if reverse:
+        for s, d in reversed(groups):
             seen[s[seen[d]]] = True
-        else:
+    else:
+        for s, d in groups:
             seen[d[seen[s]]] = True
     return seen
 
@@ -180,9 +184,10 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     p_all, q_all = _product_states(np.arange(N) if keys is None else keys, W, ga, gb)
     init = np.zeros(N, dtype=bool)
     init[st_id] = True
-    fwd = _level_reach(s_id, d_id, bounds, init, False)
+    sweep = _level_groups(s_id, d_id, bounds)
+    fwd = _level_reach(sweep, init, False)
     final = a.accept.numpy()[p_all] & b.accept.numpy()[np.maximum(q_all, 0)] & (q_all >= 0)
-    bwd = _level_reach(s_id, d_id, bounds, final, True)
+    bwd = _level_reach(sweep, final, True)
     kept = np.flatnonzero(fwd[s_id] & bwd[d_id])
     own = None if owner is None else owner.numpy()
     if own is not None:  # arcs grouped by member, each member's in sweep order
