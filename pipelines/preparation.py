@@ -123,6 +123,10 @@ def prepare_source(source: bytes | str | Path, is_field: bool,
 
 
 _WORKER_RANKER: FieldRanker | None = None
+# Sources handed to each helper ahead of the one being yielded: enough to keep it busy while
+# the caller decodes a batch of 32 (helpers are only handed more when the caller asks for the
+# next result), few enough to bound the results held (~0.3 MB each without pictures).
+HANDED_AHEAD = 48
 
 
 def _init_worker(ranker: FieldRanker | None) -> None:
@@ -159,7 +163,7 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
                                initializer=_init_worker, initargs=(ranker,))
     # Sources are handed out lazily, never taken back: cancelling a queued future races with
     # the pool failing it when a helper dies (an error in the pool's thread on Python 3.11).
-    ahead = 4 * (workers - 1)
+    ahead = HANDED_AHEAD * (workers - 1)
     unsent = deque(range(len(jobs)))
     sent: dict[int, Future] = {}
     here: dict[int, Prepared | str] = {}
