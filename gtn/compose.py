@@ -134,8 +134,8 @@ def _compose_filtered(a: Graph, b: Graph) -> Graph:
 def compose_many(graphs: list[Graph], b: Graph) -> list[Graph]:
     """``[compose(g, b) for g in graphs]`` in one vectorised pass over their disjoint union
     (when no epsilon filter is needed; else one by one)."""
-    if not graphs:
-        return []
+    if len(graphs) <= 1:  # the union and the split would only add overhead
+        return [compose(g, b) for g in graphs]
     for g in graphs:
         check_symbols(g, b)
     if bool((b.ilabel == EPSILON).any()) and any(bool((g.olabel == EPSILON).any())
