@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipelines.numeric import median
+
 Box = tuple[int, int, int, int]
 NUM_FIELD_FEATURES = 20
 WORK_WIDTH = 800  # proposals are made on the scan scaled to this width
@@ -71,14 +73,19 @@ def to_working(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (WORK_WIDTH, h), interpolation=cv2.INTER_LINEAR)
 
 
+# How much darker than the paper level (0..255) ink and faint ink are, as lookup tables.
+_INK_ABOVE = np.maximum(INK_MIN, np.arange(256) // INK_FRAC).astype(np.uint8)
+_FAINT_ABOVE = np.maximum(INK_MIN * 3 // 4, np.arange(256) // (INK_FRAC + 2)).astype(np.uint8)
+
+
 def ink_masks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ink, faint ink) uint8 masks: pixels clearly (or somewhat) darker than the paper around
     them, the paper level coming from a max filter. Rules are looked for in the faint mask."""
-    paper = cv2.dilate(gray, np.ones((15, 15), np.uint8)).astype(np.int16)
-    diff = paper - gray
-    ink = diff > np.maximum(INK_MIN, paper // INK_FRAC)
-    faint = diff > np.maximum(INK_MIN * 3 // 4, paper // (INK_FRAC + 2))
-    return ink.astype(np.uint8), faint.astype(np.uint8)
+    paper = cv2.dilate(gray, np.ones((15, 15), np.uint8))
+    diff = cv2.subtract(paper, gray)  # never below 0: the paper level is a maximum
+    ink = diff > cv2.LUT(paper, _INK_ABOVE)
+    faint = diff > cv2.LUT(paper, _FAINT_ABOVE)
+    return ink.view(np.uint8), faint.view(np.uint8)
 
 
 def find_rules(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +141,7 @@ def analyse_page(small: np.ndarray) -> PageInk:
         small.shape, cv2.integral(mask), boxes,
         np.stack([rh[:, 0], rh[:, 2], (rh[:, 1] + rh[:, 3]) / 2], 1),
         np.stack([rv[:, 1], rv[:, 3], (rv[:, 0] + rv[:, 2]) / 2], 1),
-        printed_boxes(rules), float(np.median(tall)) if len(tall) else 10.0)
+        printed_boxes(rules), median(tall) if len(tall) else 10.0)
 
 
 def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
@@ -178,7 +185,7 @@ def _piece_starts(idx: np.ndarray, page: PageInk) -> np.ndarray:
     b = page.boxes[idx]
     h = b[:, 3] - b[:, 1]
     tall = h >= 5
-    line_h = float(np.median(h[tall])) if tall.any() else float(h.max())
+    line_h = median(h[tall]) if tall.any() else float(h.max())
     y0, y1 = b[:, 1].min(), b[:, 3].max()
     v = page.rules_v
     cuts = v[np.minimum(v[:, 1], y1) - np.maximum(v[:, 0], y0) > 0.5 * (y1 - y0), 2]

@@ -14,12 +14,13 @@ node i to node j is the candidate character made of pieces i..j-1.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
+
+from pipelines.numeric import median, percentile
 
 MAX_PIECES_PER_ARC = 4
 MAX_ARC_WIDTH = 1.6  # in line heights: wider is never one character
@@ -185,20 +186,9 @@ def estimate_line(stats: np.ndarray) -> Line:
     stats = stats[plausible] if plausible.any() else stats
     heights = stats[:, 3].astype(np.float64)
     tall = heights >= 0.6 * percentile(heights, 90)
-    top = percentile(stats[tall, 1], 50)
-    bottom = percentile(stats[tall, 1] + stats[tall, 3], 50)
+    top = median(stats[tall, 1])
+    bottom = median(stats[tall, 1] + stats[tall, 3])
     return Line(top=top, height=max(bottom - top, 8.0))
-
-
-def percentile(values: np.ndarray, q: float) -> float:
-    """`np.percentile(values, q)` (linear interpolation, the same rounding) of a small 1-D
-    array, without numpy's general machinery (ten times its cost here)."""
-    s = np.sort(values.astype(np.float64, copy=False)).tolist()
-    at = (len(s) - 1) * (q / 100)
-    lo = math.floor(at)
-    a, b = s[lo], s[min(lo + 1, len(s) - 1)]
-    t = at - lo
-    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 def cut_candidates(comp: np.ndarray, line_height: float) -> list[int]:

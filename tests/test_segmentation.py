@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pipelines.mnist import load_mnist
 from pipelines.segmentation import segment_field
@@ -97,14 +95,6 @@ def test_a_printed_box_side_is_dropped_and_handwritten_ones_are_kept(digits):
         field, only_one, _ = touching_pair(digits, k, 3, overlap=-14)
         seg = segment_field(field, deskew=False)
         assert ((seg.pieces > 0) & only_one).sum() > 0.9 * only_one.sum(), k
-
-
-@given(st.lists(st.integers(-50, 400), min_size=1, max_size=40), st.sampled_from([50, 90, 37.5]))
-def test_percentile_is_numpys(values: list[int], q: float) -> None:
-    from pipelines.segmentation import percentile
-
-    for a in (np.array(values, np.int32), np.array(values, np.float64) / 7):
-        assert percentile(a, q) == float(np.percentile(a, q))
 
 
 @pytest.mark.parametrize("slope_deg", [-2.0, 0.0, 1.5])
