@@ -45,7 +45,8 @@ def _as_ink(patch: np.ndarray) -> np.ndarray:
     if a.size == 0:
         raise ValueError(f"patch is empty (shape {a.shape})")
     if a.dtype == np.float32:  # the reader's own patches: the common case, checked first
-        return np.clip(a, 0.0, 1.0, out=np.empty_like(a))
+        # np.clip's argument handling costs more than these two passes over a small patch
+        return np.minimum(np.maximum(a, 0.0), 1.0, out=np.empty_like(a))
     if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
         ink = a.astype(np.float32) / (1.0 if a.dtype == np.bool_ else 255.0)
     elif np.issubdtype(a.dtype, np.floating):
@@ -74,9 +75,15 @@ def _paste(canvas: np.ndarray, img: np.ndarray, top: int, left: int) -> None:
         canvas[y0:y1, x0:x1] = img[y0 - top : y1 - top, x0 - left : x1 - left]
 
 
+_RAMP = np.arange(256, dtype=np.float32)
+
+
 def _centre_col(ink: np.ndarray) -> float:
     cols = ink.sum(0)
-    return float(cols @ np.arange(len(cols), dtype=cols.dtype)) / float(cols.sum())
+    n = len(cols)
+    ramp = _RAMP[:n] if n <= len(_RAMP) and cols.dtype == _RAMP.dtype else \
+        np.arange(n, dtype=cols.dtype)
+    return float(cols @ ramp) / float(cols.sum())
 
 
 def _centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
@@ -92,10 +99,12 @@ def to_lenet_ink(
     ink = _as_ink(patch)
     canvas = np.zeros((SIZE, SIZE), np.float32)
     has = ink > _INK_EPS
-    rows, cols = np.flatnonzero(has.any(1)), np.flatnonzero(has.any(0))
-    if rows.size == 0:
+    rows = has.any(1)
+    if not rows.any():
         return canvas
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    cols = has.any(0)  # the ink's extent: the first and last rows and columns holding some
+    r0, r1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
+    c0, c1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
     ink = ink[r0:r1, c0:c1]
     h, w = ink.shape
     if line_height is None:
