@@ -250,15 +250,17 @@ def cut_paths(comps: Sequence[np.ndarray], xs: Sequence[Sequence[int]], window: 
     k, width = cols.shape
     acc = np.full((k, width + 2), np.inf)
     acc[:, 1:-1] = cost[0]
-    back = np.zeros((height, k, width), np.int8)
+    left, mid, right = acc[:, :-2], acc[:, 1:-1], acc[:, 2:]  # views: updated in place
+    went_left = np.zeros((height, k, width), bool)  # (ties go straight, then left)
+    went_right = np.zeros((height, k, width), bool)
+    best = np.empty((k, width))
     for r in range(1, height):
-        left, mid, right = acc[:, :-2], acc[:, 1:-1], acc[:, 2:]
-        step = np.where(left < mid, -1, 0)
-        best = np.minimum(left, mid)
-        step = np.where(right < best, 1, step)
-        best = np.minimum(best, right)
-        back[r] = step
-        acc[:, 1:-1] = best + cost[r]
+        np.less(left, mid, out=went_left[r])
+        np.minimum(left, mid, out=best)
+        np.less(right, best, out=went_right[r])
+        np.minimum(best, right, out=best)
+        np.add(best, cost[r], out=mid)
+    back = went_right.view(np.int8) - (went_left & ~went_right).view(np.int8)
     pos = acc[:, 1:-1].argmin(1)
     paths = np.empty((k, height), np.int64)
     rows = np.arange(k)
