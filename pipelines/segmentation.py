@@ -394,9 +394,13 @@ def find_pieces(mask: np.ndarray) -> tuple[np.ndarray, Line]:
     for c in kept:
         x, y, w, h = (int(v) for v in stats[c, :4])
         comp = comps[c]
-        regions = (split_component(comp, line.height, paths[c]) if c in paths
-                   else np.zeros(comp.shape, np.int32))
-        regions = merge_slivers(regions, comp, min_area / 2)
+        if c not in paths:  # one piece; a component's ink reaches every column of its box
+            pieces[y : y + h, x : x + w][comp] = next_id
+            boxes.append((x + (w - 1) / 2, next_id))
+            next_id += 1
+            continue
+        regions = merge_slivers(split_component(comp, line.height, paths[c]), comp,
+                                min_area / 2)
         for r in np.flatnonzero(np.bincount(regions[comp])):
             part = comp & (regions == r)
             cols = np.nonzero(part.any(0))[0]
