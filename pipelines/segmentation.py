@@ -105,11 +105,14 @@ class Segmentation:
         grown = cv2.dilate(self.pieces.astype(np.uint16), np.ones((3, 3), np.uint8))
         owner = np.where(self.pieces > 0, self.pieces, grown).astype(np.int32)
         patches = []
-        for a in range(self.num_arcs):
-            x, y, w, h = self.boxes[a]
+        zero = np.float32(0)
+        # Python ints: comparing int32 ids with numpy int64 scalars would widen every id
+        for (x, y, w, h), first, end in zip(self.boxes.tolist(), self.arc_start.tolist(),
+                                            self.arc_end.tolist()):
             ids = owner[y : y + h, x : x + w]
-            keep = (ids > self.arc_start[a]) & (ids <= self.arc_end[a])
-            patches.append(np.where(keep, self.ink[y : y + h, x : x + w], 0.0).astype(np.float32))
+            keep = (ids > first) & (ids <= end)
+            patches.append(np.where(keep, self.ink[y : y + h, x : x + w], zero)
+                           .astype(np.float32, copy=False))
         tops = self.boxes[:, 1].astype(np.float32) - self.line.top
         return patches, tops
 
