@@ -138,10 +138,9 @@ def compose_many(graphs: list[Graph], b: Graph) -> list[Graph]:
         return [compose(g, b) for g in graphs]
     for g in graphs:
         check_symbols(g, b)
-    if bool((b.ilabel == EPSILON).any()) and any(bool((g.olabel == EPSILON).any())
-                                                 for g in graphs):
+    u = _union_with_levels(graphs)  # one epsilon check on it instead of one per graph
+    if bool((b.ilabel == EPSILON).any()) and bool((u.olabel == EPSILON).any()):
         return [compose(g, b) for g in graphs]
-    u = _union_with_levels(graphs)
     if dag_compose_ok(u, b):
         c, p = compose_dag(u, b, owner=_member_of_state(graphs))
         return _split_by_owner(c, p, graphs, lambda i: compose(graphs[i], b), grouped=True)
