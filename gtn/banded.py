@@ -17,6 +17,7 @@ Same semirings, same results.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,7 +236,7 @@ def scan(edges: Tensor, lay: Layout, semiring: Semiring, reverse: bool = False) 
     return torch.from_numpy(np.ascontiguousarray(values.T)).to(edges.device)
 
 
-def _np_plus(semiring: Semiring):  # type: ignore[no-untyped-def]
+def _np_plus(semiring: Semiring) -> np.ufunc:
     """The semiring's plus of two numpy arrays (log and max semirings)."""
     if semiring.name == "max":
         return np.maximum
@@ -247,7 +248,9 @@ def _np_plus(semiring: Semiring):  # type: ignore[no-untyped-def]
 def scanned_log_score(graphs: list[Graph], weight: Tensor) -> Tensor:
     """(B,) log-semiring totals of :func:`scan_ok` graphs; ``weight`` (A,) their arc weights,
     concatenated. Differentiable: the gradient is the arc posteriors."""
-    out: Tensor = _ScannedLogScore.apply(weight, layout(graphs, dtype=weight.dtype))
+    lay = layout(graphs, dtype=weight.dtype)
+    # torch.autograd.Function.apply is untyped
+    out: Tensor = _ScannedLogScore.apply(weight, lay)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -257,7 +260,7 @@ class _ScannedLogScore(torch.autograd.Function):
     by ``exp(w - E[t, k])``."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, lay: Layout) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, weight: Tensor, lay: Layout) -> Tensor:
         edges = edge_values(weight, lay, LOG)
         alpha = scan(edges, lay, LOG)
         total = torch.logsumexp(alpha + lay.final, 1)
@@ -266,7 +269,7 @@ class _ScannedLogScore(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         weight, edges, alpha, total = ctx.saved_tensors
         lay: Layout = ctx.lay
         beta = scan(edges, lay, LOG, reverse=True)

@@ -60,6 +60,11 @@ def _long(x: Any) -> Tensor:
     return torch.as_tensor(x, dtype=torch.long).reshape(-1)
 
 
+# Keys of Graph._cache: names ("levels", "band", ...), and ("plan", reverse) for the DP plans
+# of gtn.shortest.
+_CacheKey = str | tuple[str, bool]
+
+
 @dataclass(frozen=True, eq=False)
 class Graph:
     """A weighted finite-state transducer; an acceptor when ``ilabel == olabel``.
@@ -80,7 +85,7 @@ class Graph:
     payload: Tensor | None = None
     isymbols: SymbolTable | None = None
     osymbols: SymbolTable | None = None
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict[_CacheKey, Any] = field(default_factory=dict, repr=False, compare=False)
     # Operations pass False for graphs they build from valid graphs: checking every result
     # costs a dozen tensor passes, as much as a small composition itself.
     checked: InitVar[bool] = True

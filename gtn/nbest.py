@@ -49,8 +49,9 @@ def nbest(g: Graph, k: int) -> list[tuple[tuple[int, ...], float]]:
     ninf = float("-inf")
     tick = itertools.count()
     # entries: (-(score + heuristic), tie, state or -1 for a complete string, score, prefix)
-    heap = [(-b[s], next(tick), s, 0.0, ()) for s in g.start.nonzero().flatten().tolist()
-            if b[s] > ninf]
+    heap: list[tuple[float, int, int, float, tuple[int, ...]]] = [
+        (-b[s], next(tick), s, 0.0, ()) for s in g.start.nonzero().flatten().tolist()
+        if b[s] > ninf]
     heapq.heapify(heap)
     expanded: set[tuple[tuple[int, ...], int]] = set()
     results: dict[tuple[int, ...], float] = {}

@@ -4,6 +4,7 @@ epsilon removal. (Composition lives in :mod:`gtn.compose`.)"""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -104,7 +105,21 @@ def _same_tables(graphs: Sequence[Graph], what: str) -> tuple[SymbolTable | None
     return it, ot
 
 
-def _stack(graphs: Sequence[Graph], extra_states: int = 0) -> dict[str, Tensor | None]:
+@dataclass(frozen=True)
+class _Stacked:
+    """The arcs of several graphs side by side, states renumbered (A,); ``offsets`` (B,) the
+    first state of each graph."""
+
+    src: Tensor
+    dst: Tensor
+    ilabel: Tensor
+    olabel: Tensor
+    weight: Tensor
+    offsets: Tensor
+    payload: Tensor | None
+
+
+def _stack(graphs: Sequence[Graph], extra_states: int = 0) -> _Stacked:
     sizes = torch.tensor([g.num_states for g in graphs])
     offs = torch.cumsum(sizes, 0) - sizes + extra_states
     arc_offs = torch.repeat_interleave(offs, torch.tensor([g.num_arcs for g in graphs]))
@@ -112,26 +127,24 @@ def _stack(graphs: Sequence[Graph], extra_states: int = 0) -> dict[str, Tensor |
     if any(g.payload is not None for g in graphs):
         payload = torch.cat([g.payload_or_none() for g in graphs])
     dtype = torch.promote_types(graphs[0].weight.dtype, graphs[-1].weight.dtype)
-    return dict(src=torch.cat([g.src for g in graphs]) + arc_offs,
-                dst=torch.cat([g.dst for g in graphs]) + arc_offs,
-                ilabel=torch.cat([g.ilabel for g in graphs]),
-                olabel=torch.cat([g.olabel for g in graphs]),
-                weight=torch.cat([g.weight.to(dtype) for g in graphs]),
-                offsets=offs, payload=payload)
+    return _Stacked(src=torch.cat([g.src for g in graphs]) + arc_offs,
+                    dst=torch.cat([g.dst for g in graphs]) + arc_offs,
+                    ilabel=torch.cat([g.ilabel for g in graphs]),
+                    olabel=torch.cat([g.olabel for g in graphs]),
+                    weight=torch.cat([g.weight.to(dtype) for g in graphs]),
+                    offsets=offs, payload=payload)
 
 
-def _with_eps_arcs(parts: dict[str, Tensor | None], src: Tensor, dst: Tensor) -> dict[str, Tensor]:
+def _with_eps_arcs(parts: _Stacked, src: Tensor, dst: Tensor) -> dict[str, Tensor]:
     n = int(src.shape[0])
     eps = torch.full((n,), EPSILON, dtype=torch.long)
     out: dict[str, Tensor] = {}
-    for k, extra in (("src", src), ("dst", dst), ("ilabel", eps), ("olabel", eps)):
-        t = parts[k]
-        assert t is not None
+    for k, t, extra in (("src", parts.src, src), ("dst", parts.dst, dst),
+                        ("ilabel", parts.ilabel, eps), ("olabel", parts.olabel, eps)):
         out[k] = torch.cat([t, extra])
-    w = parts["weight"]
-    assert w is not None
+    w = parts.weight
     out["weight"] = torch.cat([w, w.new_zeros(n)])
-    p = parts["payload"]
+    p = parts.payload
     if p is not None:
         out["payload"] = torch.cat([p, torch.full((n,), -1, dtype=torch.long)])
     return out
@@ -144,8 +157,8 @@ def union(graphs: Sequence[Graph]) -> Graph:
     it, ot = _same_tables(graphs, "union")
     p = _stack(graphs)
     return Graph(sum(g.num_states for g in graphs), torch.cat([g.start for g in graphs]),
-                 torch.cat([g.accept for g in graphs]), p["src"], p["dst"], p["ilabel"],
-                 p["olabel"], p["weight"], p["payload"], it, ot, checked=False)  # type: ignore[arg-type]
+                 torch.cat([g.accept for g in graphs]), p.src, p.dst, p.ilabel, p.olabel,
+                 p.weight, p.payload, it, ot, checked=False)
 
 
 def concat(graphs: Sequence[Graph]) -> Graph:
@@ -155,8 +168,7 @@ def concat(graphs: Sequence[Graph]) -> Graph:
         raise ValueError("concat of an empty list")
     it, ot = _same_tables(graphs, "concat")
     p = _stack(graphs)
-    offs = p["offsets"]
-    assert offs is not None
+    offs = p.offsets
     src: list[Tensor] = []
     dst: list[Tensor] = []
     for i in range(len(graphs) - 1):
