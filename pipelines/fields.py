@@ -144,11 +144,13 @@ def analyse_page(small: np.ndarray) -> PageInk:
         printed_boxes(rules), median(tall) if len(tall) else 10.0)
 
 
-def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
-    """Indices of the components of each text line, sorted by x: (N, 4) boxes -> [(n,)]."""
+def _line_order(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The components of the text lines, line after line, each line sorted by x: (N, 4) boxes
+    -> (M,) indices and (L,) offsets where the lines start. Lines are in the order of their
+    first component's index; lines of specks and dots alone are left out."""
     n = len(boxes)
     if n == 0:
-        return []
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
     x0, y0, x1, y1 = (boxes[:, k].astype(np.float32) for k in range(4))
     h, w = y1 - y0, x1 - x0
     small = (h < 5) | (h * w < 16)  # specks, dots
@@ -176,68 +178,133 @@ def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
         roots = nxt
     order = np.lexsort((x0, roots))
     starts = np.flatnonzero(np.diff(roots[order], prepend=-1))
-    return [g for g in np.split(order, starts[1:]) if not small[g].all()]
+    sizes = np.diff(starts, append=n)
+    text = ~np.logical_and.reduceat(small[order], starts)
+    sizes = sizes[text]
+    return order[np.repeat(text, np.diff(starts, append=n))], np.cumsum(sizes) - sizes
 
 
-def _piece_starts(idx: np.ndarray, page: PageInk) -> np.ndarray:
-    """Where one line's components (sorted by x) start new pieces: offsets into ``idx``, cut
-    at wide gaps and at printed vertical rules (the first is 0)."""
-    b = page.boxes[idx]
+def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
+    """Indices of the components of each text line, sorted by x: (N, 4) boxes -> [(n,)]."""
+    order, starts = _line_order(boxes)
+    return np.split(order, starts[1:]) if len(order) else []
+
+
+def _segmented_median(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """(G,) float64 medians (as `median`) of the integer values of each group: (M,) values and
+    (M,) their group ids in 0..G-1; NaN for an empty group."""
+    s = values[np.lexsort((values, group))].astype(np.float64)
+    count = np.bincount(group, minlength=n_groups)
+    first = np.cumsum(count) - count
+    lo = np.minimum(first + (count - 1) // 2, len(s) - 1)
+    hi = np.minimum(first + count // 2, len(s) - 1)
+    return np.where(count > 0, (s[lo] + s[hi]) / 2 if len(s) else 0.0, np.nan)
+
+
+def _piece_starts(b: np.ndarray, starts: np.ndarray, page: PageInk) -> np.ndarray:
+    """Where the pieces of text lines start: (M, 4) boxes of the lines' components (each line
+    sorted by x) and (L,) offsets of the lines -> offsets of the pieces, cut at wide gaps and
+    at printed vertical rules (the lines' starts among them)."""
+    line = np.repeat(np.arange(len(starts)), np.diff(starts, append=len(b)))
     h = b[:, 3] - b[:, 1]
     tall = h >= 5
-    line_h = median(h[tall]) if tall.any() else float(h.max())
-    y0, y1 = b[:, 1].min(), b[:, 3].max()
+    line_h = _segmented_median(h[tall], line[tall], len(starts))
+    line_h = np.where(np.isnan(line_h), np.maximum.reduceat(h, starts), line_h)
+    y0, y1 = np.minimum.reduceat(b[:, 1], starts), np.maximum.reduceat(b[:, 3], starts)
     v = page.rules_v
-    cuts = v[np.minimum(v[:, 1], y1) - np.maximum(v[:, 0], y0) > 0.5 * (y1 - y0), 2]
-    right = np.maximum.accumulate(b[:, 2])[:-1]  # the ink's right end before each component
-    left = b[1:, 0]
-    cut = left - right > PIECE_GAP * line_h
-    if len(cuts):
-        cut |= ((right[:, None] - 2 <= cuts) & (cuts <= left[:, None] + 2)).any(1)
-    return np.concatenate([[0], np.flatnonzero(cut) + 1])
+    crosses = (np.minimum(v[:, 1], y1[:, None]) - np.maximum(v[:, 0], y0[:, None])
+               > (0.5 * (y1 - y0))[:, None])  # (L, S) rules across most of a line's height
+    # The ink's right end before each component: a running maximum that restarts at each line
+    # (each line is lifted above all the lines before it).
+    lift = line.astype(np.int64) * (int(b[:, 2].max()) + 1)
+    right = np.maximum.accumulate(b[:, 2] + lift) - lift
+    gap = np.ones(len(b), bool)
+    gap[starts] = False
+    g = np.flatnonzero(gap)  # components with a neighbour on their left in the line
+    right, left, gl = right[g - 1], b[g, 0], line[g]
+    cut = left - right > PIECE_GAP * line_h[gl]
+    cut |= (crosses[gl] & (right[:, None] - 2 <= v[:, 2]) & (v[:, 2] <= left[:, None] + 2)).any(1)
+    gap[g] = cut
+    gap[starts] = True
+    return np.flatnonzero(gap)
 
 
-def candidate_groups(page: PageInk, max_run: int = MAX_RUN) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates as (K, 4) x0, y0, x1, y1 ink boxes and (K, 4) [pieces, components, printed-box
-    content, height spread] descriptors."""
+def _spread(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Height spread of candidates: (K,) component counts, sums of heights and of squared
+    heights -> (K,) standard deviation / (mean + 1). The square root is Python's ``** 0.5``
+    (libm pow), bit for bit what the field scorer was trained on."""
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean * mean, 0.0)
+    return np.array([v**0.5 for v in var.tolist()], np.float64).reshape(-1) / (mean + 1)
+
+
+def _first_rows(rows: np.ndarray) -> np.ndarray:
+    """Increasing indices of the first occurrence of each distinct row of (K, C) rows."""
+    order = np.lexsort(rows.T[::-1])  # stable: equal rows stay in index order
+    new = np.ones(len(order), bool)
+    new[1:] = (np.diff(rows[order], axis=0) != 0).any(1)
+    return np.sort(order[new])
+
+
+def _printed_groups(page: PageInk) -> np.ndarray:
+    """(P', 8) [x0, y0, x1, y1, pieces, components, sum of heights, of squared heights] of the
+    ink inside each printed box that holds some."""
     b = page.boxes
     hs = (b[:, 3] - b[:, 1]).astype(np.float64)
-    seen: set[tuple[int, int, int, int]] = set()
-    rects: list[tuple[int, int, int, int]] = []
-    info: list[tuple[float, float, float, float]] = []
-
-    def add(r: tuple[int, int, int, int], n_pieces: int, n: int, s1: float, s2: float,
-            is_box: int) -> None:
-        if r not in seen:
-            seen.add(r)
-            mean = s1 / n
-            rects.append(r)
-            info.append((n_pieces, n, is_box, max(s2 / n - mean * mean, 0.0) ** 0.5 / (mean + 1)))
-
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     big = hs * (b[:, 2] - b[:, 0]) >= 16
+    out = []
     for x0, y0, x1, y1 in page.printed.tolist():
         idx = np.flatnonzero((cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1) & big)
         if len(idx):
             sub = b[idx]
-            add((int(sub[:, 0].min()), int(sub[:, 1].min()), int(sub[:, 2].max()),
-                 int(sub[:, 3].max())), 1, len(idx), float(hs[idx].sum()),
-                float((hs[idx] ** 2).sum()), 1)
-    for line in text_lines(b):
-        starts = _piece_starts(line, page)
-        lb, lh = b[line], hs[line]
-        summary = list(zip(*(f.reduceat(lb[:, k], starts).tolist() for f, k in (
-            (np.minimum, 0), (np.minimum, 1), (np.maximum, 2), (np.maximum, 3))),
-            np.diff(np.append(starts, len(line))).tolist(),
-            np.add.reduceat(lh, starts).tolist(), np.add.reduceat(lh * lh, starts).tolist()))
-        for i, (x0, y0, x1, y1, n, s1, s2) in enumerate(summary):
-            add((x0, y0, x1, y1), 1, n, s1, s2, 0)
-            for k in range(i + 1, min(len(summary), i + max_run)):
-                _, py0, px1, py1, pn, ps1, ps2 = summary[k]
-                y0, x1, y1 = min(y0, py0), max(x1, px1), max(y1, py1)
-                n, s1, s2 = n + pn, s1 + ps1, s2 + ps2
-                add((x0, y0, x1, y1), k - i + 1, n, s1, s2, 0)
-    return (np.array(rects, np.float32).reshape(-1, 4), np.array(info, np.float32).reshape(-1, 4))
+            out.append((sub[:, 0].min(), sub[:, 1].min(), sub[:, 2].max(), sub[:, 3].max(), 1,
+                        len(idx), hs[idx].sum(), (hs[idx] ** 2).sum()))
+    return np.array(out, np.float64).reshape(-1, 8)
+
+
+def _line_groups(page: PageInk, max_run: int) -> np.ndarray:
+    """(K, 8) [x0, y0, x1, y1, pieces, components, sum of heights, of squared heights] of every
+    run of 1..max_run consecutive pieces of each text line, by first piece then length."""
+    order, starts = _line_order(page.boxes)
+    if not len(order):
+        return np.zeros((0, 8))
+    b = page.boxes[order]
+    at = _piece_starts(b, starts, page)
+    hs = (b[:, 3] - b[:, 1]).astype(np.float64)
+    line = np.repeat(np.arange(len(starts)), np.diff(starts, append=len(b)))[at]
+    x0, y0 = np.minimum.reduceat(b[:, 0], at), np.minimum.reduceat(b[:, 1], at)
+    x1, y1 = np.maximum.reduceat(b[:, 2], at), np.maximum.reduceat(b[:, 3], at)
+    n = np.diff(at, append=len(b)).astype(np.float64)
+    s1, s2 = np.add.reduceat(hs, at), np.add.reduceat(hs * hs, at)
+    p = len(at)
+    runs = np.zeros((p, max_run, 8))
+    ok = np.zeros((p, max_run), bool)
+    acc = np.stack([x0, y0, x1, y1, np.ones(p), n, s1, s2], 1).astype(np.float64)
+    runs[:, 0], ok[:, 0] = acc, True
+    for k in range(1, max_run):  # grow every run by its next piece, in the original order
+        nxt = np.arange(k, p + k).clip(max=p - 1)
+        ok[:, k] = ok[:, k - 1] & (np.arange(p) + k < p) & (line[nxt] == line)
+        acc[:, 1] = np.minimum(acc[:, 1], y0[nxt])
+        acc[:, 2], acc[:, 3] = np.maximum(acc[:, 2], x1[nxt]), np.maximum(acc[:, 3], y1[nxt])
+        acc[:, 4] += 1
+        acc[:, 5] += n[nxt]
+        acc[:, 6] += s1[nxt]
+        acc[:, 7] += s2[nxt]
+        runs[:, k] = acc
+    return runs[ok]
+
+
+def candidate_groups(page: PageInk, max_run: int = MAX_RUN) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates as (K, 4) x0, y0, x1, y1 ink boxes and (K, 4) [pieces, components, printed-box
+    content, height spread] descriptors: the printed boxes' ink first, then the runs of pieces
+    of each line, each box once (its first time)."""
+    boxed = _printed_groups(page)
+    g = np.concatenate([boxed, _line_groups(page, max_run)])
+    first = _first_rows(g[:, :4])
+    g, is_box = g[first], first < len(boxed)
+    info = np.stack([g[:, 4], g[:, 5], is_box, _spread(g[:, 5], g[:, 6], g[:, 7])], 1)
+    return g[:, :4].astype(np.float32), info.astype(np.float32)
 
 
 def _features(rects: np.ndarray, info: np.ndarray, page: PageInk) -> np.ndarray:

@@ -134,3 +134,92 @@ def test_text_lines_match_a_pair_by_pair_grouping(seed, monkeypatch):
     boxes = np.stack([x0, y0, x0 + rng.integers(1, 25, n), y0 + rng.integers(1, 30, n)], 1)
     got = [g.tolist() for g in fields.text_lines(boxes)]
     assert got == _lines_by_pairs(boxes)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segmented_median_is_the_median_of_each_group(seed):
+    from pipelines.fields import _segmented_median
+    from pipelines.numeric import median
+
+    rng = np.random.default_rng(seed)
+    group = np.sort(rng.integers(0, 9, 40))
+    values = rng.integers(0, 30, 40).astype(np.int32)
+    got = _segmented_median(values, group, 11)  # groups 9 and 10 (and maybe others) are empty
+    for k in range(11):
+        if (group == k).any():
+            assert got[k] == median(values[group == k])
+        else:
+            assert np.isnan(got[k])
+    assert np.isnan(_segmented_median(values[:0], group[:0], 2)).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_first_rows_keeps_each_distinct_row_once_in_order(seed):
+    from pipelines.fields import _first_rows
+
+    rows = np.random.default_rng(seed).integers(0, 3, (60, 4)).astype(np.float64)
+    seen, expected = set(), []
+    for k, r in enumerate(map(tuple, rows.tolist())):
+        if r not in seen:
+            seen.add(r)
+            expected.append(k)
+    assert _first_rows(rows).tolist() == expected
+    assert _first_rows(rows[:0]).tolist() == []
+
+
+def test_spread_is_the_python_formula():
+    from pipelines.fields import _spread
+
+    rng = np.random.default_rng(0)
+    h = [rng.integers(1, 40, rng.integers(1, 8)).astype(np.float64) for _ in range(50)]
+    n, s1, s2 = (np.array([f(x) for x in h]) for f in (len, np.sum, lambda x: np.sum(x * x)))
+    expected = []
+    for k in range(len(h)):
+        mean = s1[k] / n[k]
+        expected.append(max(s2[k] / n[k] - mean * mean, 0.0) ** 0.5 / (mean + 1))
+    assert _spread(n, s1, s2).tolist() == expected
+
+
+def _piece_starts_line_by_line(b, starts, rules_v):
+    """The pieces' starts, one line at a time in plain Python (an independent check)."""
+    from pipelines.fields import PIECE_GAP
+    from pipelines.numeric import median
+
+    out = []
+    for s, e in zip(starts.tolist(), starts[1:].tolist() + [len(b)]):
+        line = b[s:e].tolist()
+        hs = [y1 - y0 for _, y0, _, y1 in line]
+        tall = [h for h in hs if h >= 5]
+        line_h = median(np.array(tall)) if tall else float(max(hs))
+        y0, y1 = min(r[1] for r in line), max(r[3] for r in line)
+        cuts = [x for a, z, x in rules_v.tolist() if min(z, y1) - max(a, y0) > 0.5 * (y1 - y0)]
+        out.append(s)
+        right = line[0][2]
+        for k in range(1, len(line)):
+            left = line[k][0]
+            if left - right > PIECE_GAP * line_h or any(right - 2 <= c <= left + 2 for c in cuts):
+                out.append(s + k)
+            right = max(right, line[k][2])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_piece_starts_match_a_line_by_line_scan(seed):
+    from pipelines.fields import PageInk, _piece_starts
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 9, 7)
+    starts = np.cumsum(sizes) - sizes
+    x0, y0 = rng.integers(0, 250, sizes.sum()), rng.integers(0, 10, sizes.sum())
+    b = np.stack([x0, y0, x0 + rng.integers(1, 30, len(x0)), y0 + rng.integers(3, 40, len(x0))],
+                 1).astype(np.int32)
+    b[:, [0, 2]] += np.repeat(np.arange(7) * 500, sizes)[:, None]  # each line sorted by x
+    order = np.lexsort((b[:, 0], np.repeat(np.arange(7), sizes)))
+    b = b[order]
+    z = rng.integers(0, 20, 30)  # many across most of a line, some among its components
+    x = rng.integers(0, 7, 30) * 500 + rng.integers(0, 280, 30) + 0.5
+    rules_v = np.stack([z, z + rng.integers(20, 60, 30), x], 1).astype(np.float32)
+    page = PageInk((60, 4000), np.zeros((61, 4001)), b, np.zeros((0, 3), np.float32), rules_v,
+                   np.zeros((0, 4), np.float32), 10.0)
+    assert _piece_starts(b, starts, page).tolist() == _piece_starts_line_by_line(b, starts,
+                                                                                 rules_v)
