@@ -223,3 +223,20 @@ def test_piece_starts_match_a_line_by_line_scan(seed):
                    np.zeros((0, 4), np.float32), 10.0)
     assert _piece_starts(b, starts, page).tolist() == _piece_starts_line_by_line(b, starts,
                                                                                  rules_v)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rects_are_the_bounding_rects_of_the_outer_contours(seed):
+    import cv2
+
+    from pipelines.fields import _rects
+
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((60, 90)) < 0.3).astype(np.uint8)
+    mask[20:40, 30:60] = 1
+    mask[25:35, 35:55] = 0  # a hole, with a component inside it
+    mask[29:31, 44:46] = 1
+    contours, hier = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    expected = [cv2.boundingRect(c) for c, h in zip(contours, hier[0]) if h[3] < 0]
+    assert [(x, y, x1 - x, y1 - y) for x, y, x1, y1 in _rects(mask).tolist()] == expected
+    assert _rects(np.zeros((5, 5), np.uint8)).shape == (0, 4)
