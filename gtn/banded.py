@@ -35,10 +35,10 @@ MAX_SCAN_LENGTH = 128  # longer graphs use the tree reduction: fewer sequential 
 class Band:
     pos: Tensor        # (S,) topological position of each state
     span: int          # max position difference over arcs (>= 1)
-    arc_dst: Tensor    # (A,) position of each arc's destination
-    arc_span: Tensor   # (A,) position difference of each arc (>= 1)
-    arc_slot: Tensor   # (A,) rank of the arc among those with its (destination, span)
-    arc_edge: Tensor   # (A,) destination * span + its span - 1: its edge at this bandwidth
+    arc_dst: np.ndarray   # (A,) position of each arc's destination
+    arc_span: np.ndarray  # (A,) position difference of each arc (>= 1)
+    arc_slot: np.ndarray  # (A,) rank of the arc among those with its (destination, span)
+    arc_edge: np.ndarray  # (A,) destination * span + its span - 1: its edge at this bandwidth
     width: int         # most arcs sharing one (destination, span)
     start_pos: list[int]  # positions of the start states
     final_pos: list[int]  # positions of the accept states
@@ -60,20 +60,22 @@ def positions(g: Graph) -> tuple[Tensor, int]:
 
 
 def band(g: Graph) -> Band:
-    """Topological positions, bandwidth and edge layout of an acyclic graph (cached)."""
+    """Topological positions, bandwidth and edge layout of an acyclic graph (cached; numpy
+    arrays, which a batch's :func:`layout` concatenates)."""
     if "band" not in g._cache:
         pos, span = positions(g)
-        dst = pos[g.dst]
-        spans = dst - pos[g.src]
+        p = pos.numpy()
+        dst = p[g.dst.numpy()]
+        spans = dst - p[g.src.numpy()]
         edge = dst * span + spans - 1
-        order = argsort_stable(edge, g.num_states * span)
-        counts = torch.bincount(edge, minlength=g.num_states * span)
-        first = torch.cumsum(counts, 0) - counts
-        slot = torch.empty_like(order)
-        slot[order] = torch.arange(g.num_arcs) - first[edge[order]]
+        order = np.argsort(edge, kind="stable")
+        counts = np.bincount(edge, minlength=g.num_states * span)
+        first = np.cumsum(counts) - counts
+        slot = np.empty_like(order)
+        slot[order] = np.arange(g.num_arcs) - first[edge[order]]
         g._cache["band"] = Band(pos, span, dst, spans, slot, edge,
                                 int(counts.max()) if g.num_arcs else 1,
-                                pos[g.start].tolist(), pos[g.accept].tolist())
+                                p[g.start.numpy()].tolist(), p[g.accept.numpy()].tolist())
     b: Band = g._cache["band"]
     return b
 
@@ -150,19 +152,18 @@ def banded_matrices(graphs: list[Graph], weight: Tensor, semiring: Semiring,
 
 @dataclass
 class Layout:
-    """Where a batch's arcs fall in the (B, T, K) edge grid and which positions start and
-    accept (structure only)."""
+    """Where a batch's arcs fall in the (width, B * T * K) grid of edge slots and which
+    positions start and accept (structure only, numpy)."""
 
     B: int
     T: int
     K: int
     width: int
-    arc_edge: Tensor    # (A,) flat index of each arc's edge: (b * T + destination) * K + k
-    arc_slot: Tensor    # (A,) its slot among the edge's arcs
-    start: Tensor       # (B, T) one at start positions, zero elsewhere (semiring values)
-    final: Tensor       # (B, T) one at accept positions
-    start_at: list[int]  # positions where some graph starts
-    final_at: list[int]  # positions where some graph accepts
+    arc_cell: np.ndarray  # (A,) slot * B*T*K + (b * T + destination) * K + k of each arc
+    start: np.ndarray     # (B, T) one at start positions, zero elsewhere (semiring values)
+    final: np.ndarray     # (B, T) one at accept positions
+    start_at: list[int]   # positions where some graph starts
+    final_at: list[int]   # positions where some graph accepts
 
 
 def layout(graphs: list[Graph], zero: float = float("-inf"), one: float = 0.0,
@@ -171,57 +172,76 @@ def layout(graphs: list[Graph], zero: float = float("-inf"), one: float = 0.0,
     bands = [band(g) for g in graphs]
     B, T = len(graphs), max(g.num_states for g in graphs)
     K, width = max(b.span for b in bands), max(b.width for b in bands)
-
-    ends = []
-    for of in ([b.start_pos for b in bands], [b.final_pos for b in bands]):
-        grid = torch.full((B, T), zero, dtype=dtype)
-        cells = [(i, p) for i, ps in enumerate(of) for p in ps]
-        grid[[c[0] for c in cells], [c[1] for c in cells]] = one
-        ends.append((grid, sorted({c[1] for c in cells})))
-    (start, start_at), (final, final_at) = ends
-    first = torch.repeat_interleave(torch.arange(B) * (T * K), torch.tensor(
-        [g.num_arcs for g in graphs]))
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    start, start_at = _ends([b.start_pos for b in bands], T, zero, one, np_dtype)
+    final, final_at = _ends([b.final_pos for b in bands], T, zero, one, np_dtype)
     if all(b.span == K for b in bands):
-        arc_edge = torch.cat([b.arc_edge for b in bands]) + first
+        cell = np.concatenate([b.arc_edge for b in bands])
     else:
-        arc_edge = (torch.cat([b.arc_dst for b in bands]) * K
-                    + torch.cat([b.arc_span for b in bands]) - 1 + first)
-    return Layout(B, T, K, width, arc_edge, torch.cat([b.arc_slot for b in bands]), start,
-                  final, start_at, final_at)
+        cell = np.concatenate([b.arc_dst * K + b.arc_span - 1 for b in bands])
+    cell += np.repeat(np.arange(0, B * T * K, T * K), [len(b.arc_edge) for b in bands])
+    cell += np.concatenate([b.arc_slot for b in bands]) * (B * T * K)
+    return Layout(B, T, K, width, cell, start, final, start_at, final_at)
 
 
-def edge_values(weight: Tensor, lay: Layout, semiring: Semiring) -> Tensor:
-    """(B, T, K) semiring sum of the arcs from position t-1-k to t (no autograd)."""
+def _ends(of: list[list[int]], T: int, zero: float, one: float,
+          dtype: np.dtype[Any]) -> tuple[np.ndarray, list[int]]:
+    """(B, T) grid of ``one`` at the positions ``of[b]`` (``zero`` elsewhere); those
+    positions, sorted."""
+    grid = np.full((len(of), T), zero, dtype=dtype)
+    grid.ravel()[[b * T + p for b, ps in enumerate(of) for p in ps]] = one
+    return grid, sorted({p for ps in of for p in ps})
+
+
+def log_edge_values(weight: np.ndarray, lay: Layout) -> tuple[np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """(B, T, K) logsumexp of the arcs from position t-1-k to t, with what the arc shares need:
+    (width, B*T*K) ``exp(w - m)`` of each slot's arc (padding slots near zero) and (B*T*K,)
+    their sums ``s``, so that an arc's share of its edge is ``exp(w - m) / s``. Arcs below
+    the edge's largest by more than :func:`exp_floor` are floored there (exp is slow on
+    inputs that underflow), adding a negligible amount far below rounding."""
     n_edges = lay.B * lay.T * lay.K
-    grid = weight.new_full((n_edges * lay.width,), semiring.zero)
-    grid.scatter_(0, lay.arc_edge * lay.width + lay.arc_slot, weight.detach())
-    return semiring.reduce(grid.reshape(n_edges, lay.width), 1).reshape(lay.B, lay.T, lay.K)
+    x = np.full((lay.width, n_edges), NEG_INF, dtype=weight.dtype)
+    x.ravel()[lay.arc_cell] = weight
+    m = x.max(0)
+    empty = m == NEG_INF
+    m[empty] = 0.0
+    np.subtract(x, m, out=x)
+    xt = torch.from_numpy(x)
+    np.maximum(x, exp_floor(xt.dtype), out=x)
+    xt.exp_()  # in place; torch's exp is faster than numpy's
+    s = x.sum(0)
+    edges = np.log(s)
+    edges += m
+    edges[empty] = NEG_INF
+    return edges.reshape(lay.B, lay.T, lay.K), x, s
 
 
-def window(values: Tensor, K: int, fill: float) -> Tensor:
+def window(values: np.ndarray, K: int, fill: float) -> np.ndarray:
     """(B, T, K) view: ``out[b, t, k] = values[b, t-1-k]`` (``fill`` before position 0)."""
     B, T = values.shape
-    pad = torch.cat([values.new_full((B, K), fill), values], 1)
-    return pad.unfold(1, K, 1)[:, :T].flip(2)
+    pad = np.concatenate([np.full((B, K), fill, dtype=values.dtype), values], 1)
+    return np.lib.stride_tricks.sliding_window_view(pad, K, 1)[:, :T, ::-1]
 
 
-def scan(edges: Tensor, lay: Layout, semiring: Semiring, reverse: bool = False) -> Tensor:
+def scan(edges: np.ndarray, lay: Layout, semiring: Semiring,
+         reverse: bool = False) -> np.ndarray:
     """(B, T) values of every position: forward (from the start positions) or, with
-    ``reverse``, backward (to the accept positions); ``edges`` from :func:`edge_values`.
+    ``reverse``, backward (to the accept positions); ``edges`` (B, T, K) edge values.
     Runs in numpy, positions first: each step is K additions and K - 1 pairwise reductions of
     B-vectors, where numpy's per-call cost is a third of torch's."""
     B, T, K = edges.shape
     zero = semiring.zero
-    e = edges.detach().cpu().numpy().transpose(1, 2, 0)  # (T, K, B)
+    e = edges.transpose(1, 2, 0)  # (T, K, B)
     buf = np.full((T + K, B), zero, dtype=e.dtype)
     if not reverse:  # buf[K + t] = alpha[t]; into[t, j] = E[t, K-1-j] meets buf[t + j]
         into = np.ascontiguousarray(e[:, ::-1])
-        enter, at = lay.start.cpu().numpy().T, set(lay.start_at)
+        enter, at = lay.start.T, set(lay.start_at)
         steps, window, out = range(T), 0, K
     else:  # buf[t] = beta[t]; into[t, k] = E[t+1+k, k] meets buf[t + 1 + k]
         pad = np.concatenate([e, np.full((K, K, B), zero, dtype=e.dtype)], 0)
         into = np.stack([pad[1 + k : 1 + k + T, k] for k in range(K)], 1)
-        enter, at = lay.final.cpu().numpy().T, set(lay.final_at)
+        enter, at = lay.final.T, set(lay.final_at)
         steps, window, out = range(T - 1, -1, -1), 1, 0
     plus = _np_plus(semiring)
     for t in steps:
@@ -233,7 +253,7 @@ def scan(edges: Tensor, lay: Layout, semiring: Semiring, reverse: bool = False) 
             v = plus(v, enter[t])
         buf[t + out] = v
     values = buf[K:] if not reverse else buf[:T]
-    return torch.from_numpy(np.ascontiguousarray(values.T)).to(edges.device)
+    return np.ascontiguousarray(values.T)
 
 
 def _np_plus(semiring: Semiring) -> np.ufunc:
@@ -257,29 +277,30 @@ def scanned_log_score(graphs: list[Graph], weight: Tensor) -> Tensor:
 class _ScannedLogScore(torch.autograd.Function):
     """(B,) log-semiring totals by :func:`scan`; the backward pass is the arc posteriors:
     each edge's posterior ``exp(alpha[t-1-k] + E[t, k] + beta[t] - Z)`` shared among its arcs
-    by ``exp(w - E[t, k])``."""
+    by ``exp(w - E[t, k]) = exp(w - m) / s`` (:func:`log_edge_values`). In numpy, but for exp."""
 
     @staticmethod
     def forward(ctx: Any, weight: Tensor, lay: Layout) -> Tensor:
-        edges = edge_values(weight, lay, LOG)
+        edges, shares, sums = log_edge_values(weight.detach().numpy(), lay)
         alpha = scan(edges, lay, LOG)
-        total = torch.logsumexp(alpha + lay.final, 1)
-        ctx.lay = lay
-        ctx.save_for_backward(weight, edges, alpha, total)
+        total = torch.logsumexp(torch.from_numpy(alpha + lay.final), 1)
+        ctx.lay, ctx.edges, ctx.alpha, ctx.shares, ctx.sums = lay, edges, alpha, shares, sums
+        ctx.total = total.numpy()
         return total
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        weight, edges, alpha, total = ctx.saved_tensors
         lay: Layout = ctx.lay
+        edges, total = ctx.edges, ctx.total
         beta = scan(edges, lay, LOG, reverse=True)
-        edge_post = torch.exp(window(alpha, lay.K, NEG_INF) + edges + beta[:, :, None]
-                              - total[:, None, None])
-        # A graph that accepts nothing has no posterior (its total is -inf, the sum above nan).
-        edge_grad = torch.where(torch.isfinite(total)[:, None, None], edge_post, 0.0) \
-            * grad[:, None, None]
-        # An edge of -inf arcs only: their share below is exp(-inf - 0) = 0.
-        safe = torch.where(torch.isinf(edges), 0.0, edges).flatten()
-        floor = exp_floor(weight.dtype)  # exp is slow on inputs that underflow
-        share = (weight - safe.index_select(0, lay.arc_edge)).clamp_(min=floor).exp_()
-        return share * edge_grad.flatten().index_select(0, lay.arc_edge), None
+        # A graph that accepts nothing has no posterior (its total is -inf): weigh it by 0.
+        ok = np.isfinite(total)
+        g = np.where(ok, grad.numpy(), 0.0).astype(total.dtype)
+        log_post = window(ctx.alpha, lay.K, NEG_INF) + edges
+        log_post += (beta - np.where(ok, total, 0.0)[:, None])[:, :, None]
+        edge_grad = torch.from_numpy(log_post).exp_().numpy()
+        edge_grad *= g[:, None, None]
+        edge_grad = edge_grad.ravel() / ctx.sums
+        # An edge of -inf arcs only has no posterior: 0 times its (tiny) shares.
+        arc_grad = (ctx.shares * edge_grad).ravel()[lay.arc_cell]
+        return torch.from_numpy(arc_grad), None
