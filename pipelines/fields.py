@@ -185,8 +185,7 @@ def _line_order(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(np.diff(roots[order], prepend=-1))
     sizes = np.diff(starts, append=n)
     text = ~np.logical_and.reduceat(small[order], starts)
-    sizes = sizes[text]
-    return order[np.repeat(text, np.diff(starts, append=n))], np.cumsum(sizes) - sizes
+    return order[np.repeat(text, sizes)], np.cumsum(sizes[text]) - sizes[text]
 
 
 def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
