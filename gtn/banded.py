@@ -217,43 +217,44 @@ def log_edge_values(weight: np.ndarray, lay: Layout) -> tuple[np.ndarray, np.nda
     return edges.reshape(lay.B, lay.T, lay.K), x, s
 
 
-def window(values: np.ndarray, K: int, fill: float) -> np.ndarray:
-    """(B, T, K) view: ``out[b, t, k] = values[b, t-1-k]`` (``fill`` before position 0)."""
-    B, T = values.shape
-    pad = np.concatenate([np.full((B, K), fill, dtype=values.dtype), values], 1)
-    return np.lib.stride_tricks.sliding_window_view(pad, K, 1)[:, :T, ::-1]
-
-
 def scan(edges: np.ndarray, lay: Layout, semiring: Semiring,
-         reverse: bool = False) -> np.ndarray:
-    """(B, T) values of every position: forward (from the start positions) or, with
-    ``reverse``, backward (to the accept positions); ``edges`` (B, T, K) edge values.
-    Runs in numpy, positions first: each step is K additions and K - 1 pairwise reductions of
-    B-vectors, where numpy's per-call cost is a third of torch's."""
+         directions: tuple[str, ...] = ("forward",)) -> np.ndarray:
+    """(T + K, n * B) values of every position, n = len(directions), ``edges`` (B, T, K)
+    edge values: columns ``d * B + b`` hold graph b's in direction ``directions[d]``, row
+    ``K + i`` its forward value (from the start positions) at position i, or its backward
+    value (to the accept positions) at position T-1-i; rows 0..K-1 are zero.
+
+    Runs in numpy, one step a position for all directions at once (a backward run is a forward
+    run over the reversed positions): each step is K additions and K - 1 pairwise reductions
+    of (n * B)-vectors, where numpy's per-call cost is a third of torch's."""
     B, T, K = edges.shape
     zero = semiring.zero
     e = edges.transpose(1, 2, 0)  # (T, K, B)
-    buf = np.full((T + K, B), zero, dtype=e.dtype)
-    if not reverse:  # buf[K + t] = alpha[t]; into[t, j] = E[t, K-1-j] meets buf[t + j]
-        into = np.ascontiguousarray(e[:, ::-1])
-        enter, at = lay.start.T, set(lay.start_at)
-        steps, window, out = range(T), 0, K
-    else:  # buf[t] = beta[t]; into[t, k] = E[t+1+k, k] meets buf[t + 1 + k]
-        pad = np.concatenate([e, np.full((K, K, B), zero, dtype=e.dtype)], 0)
-        into = np.stack([pad[1 + k : 1 + k + T, k] for k in range(K)], 1)
-        enter, at = lay.final.T, set(lay.final_at)
-        steps, window, out = range(T - 1, -1, -1), 1, 0
+    intos, enters, at = [], [], set()
+    for d in directions:
+        if d == "forward":  # into[i, j] = E[i, K-1-j] meets the value at row i + j
+            intos.append(e[:, ::-1])
+            enters.append(lay.start.T)
+            at |= set(lay.start_at)
+        elif d == "backward":  # position t = T-1-i, into[i, j] = E[t+1+k, k] for k = K-1-j
+            pad = np.concatenate([e, np.full((K, K, B), zero, dtype=e.dtype)], 0)
+            intos.append(np.stack([pad[1 + k : 1 + k + T, k] for k in range(K)], 1)[::-1, ::-1])
+            enters.append(lay.final.T[::-1])
+            at |= {T - 1 - p for p in lay.final_at}
+        else:
+            raise ValueError(f"direction must be 'forward' or 'backward', got {d!r}")
+    into, enter = np.concatenate(intos, 2), np.concatenate(enters, 1)
+    buf = np.full((T + K, len(directions) * B), zero, dtype=e.dtype)
     plus = _np_plus(semiring)
-    for t in steps:
-        terms = buf[t + window : t + window + K] + into[t]
+    for i in range(T):
+        terms = buf[i : i + K] + into[i]
         v = terms[0]
         for k in range(1, K):
             v = plus(v, terms[k])
-        if t in at:
-            v = plus(v, enter[t])
-        buf[t + out] = v
-    values = buf[K:] if not reverse else buf[:T]
-    return np.ascontiguousarray(values.T)
+        if i in at:
+            v = plus(v, enter[i])
+        buf[i + K] = v
+    return buf
 
 
 def _np_plus(semiring: Semiring) -> np.ufunc:
@@ -269,38 +270,50 @@ def scanned_log_score(graphs: list[Graph], weight: Tensor) -> Tensor:
     """(B,) log-semiring totals of :func:`scan_ok` graphs; ``weight`` (A,) their arc weights,
     concatenated. Differentiable: the gradient is the arc posteriors."""
     lay = layout(graphs, dtype=weight.dtype)
+    grad = torch.is_grad_enabled() and weight.requires_grad
     # torch.autograd.Function.apply is untyped
-    out: Tensor = _ScannedLogScore.apply(weight, lay)  # type: ignore[no-untyped-call]
+    out: Tensor = _ScannedLogScore.apply(weight, lay, grad)  # type: ignore[no-untyped-call]
+    return out
+
+
+def _logsumexp(values: np.ndarray) -> np.ndarray:
+    """(B,) logsumexp of (B, T) values over T (-inf where all are)."""
+    m = values.max(1)
+    m[~np.isfinite(m)] = 0.0
+    with np.errstate(divide="ignore"):
+        out: np.ndarray = np.log(np.exp(values - m[:, None]).sum(1)) + m
     return out
 
 
 class _ScannedLogScore(torch.autograd.Function):
     """(B,) log-semiring totals by :func:`scan`; the backward pass is the arc posteriors:
     each edge's posterior ``exp(alpha[t-1-k] + E[t, k] + beta[t] - Z)`` shared among its arcs
-    by ``exp(w - E[t, k]) = exp(w - m) / s`` (:func:`log_edge_values`). In numpy, but for exp."""
+    by ``exp(w - E[t, k]) = exp(w - m) / s`` (:func:`log_edge_values`). In numpy, but for exp.
+    With ``grad``, the forward pass runs the backward scan alongside the forward one."""
 
     @staticmethod
-    def forward(ctx: Any, weight: Tensor, lay: Layout) -> Tensor:
+    def forward(ctx: Any, weight: Tensor, lay: Layout, grad: bool) -> Tensor:
         edges, shares, sums = log_edge_values(weight.detach().numpy(), lay)
-        alpha = scan(edges, lay, LOG)
-        total = torch.logsumexp(torch.from_numpy(alpha + lay.final), 1)
-        ctx.lay, ctx.edges, ctx.alpha, ctx.shares, ctx.sums = lay, edges, alpha, shares, sums
-        ctx.total = total.numpy()
-        return total
+        values = scan(edges, lay, LOG, ("forward", "backward") if grad else ("forward",))
+        total = _logsumexp(values[lay.K :, : lay.B].T + lay.final)
+        ctx.lay, ctx.edges, ctx.values, ctx.total = lay, edges, values, total
+        ctx.shares, ctx.sums = shares, sums
+        return torch.from_numpy(total)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         lay: Layout = ctx.lay
-        edges, total = ctx.edges, ctx.total
-        beta = scan(edges, lay, LOG, reverse=True)
+        B, T, K = lay.B, lay.T, lay.K
+        values, total = ctx.values, ctx.total
+        # (T, K, B): alpha[t-1-k] + E[t, k] + beta[t] - Z, with alpha[t-1-k] at row t + K-1-k
+        log_post = np.stack([values[K - 1 - k : K - 1 - k + T, :B] for k in range(K)], 1)
+        log_post += ctx.edges.transpose(1, 2, 0)
         # A graph that accepts nothing has no posterior (its total is -inf): weigh it by 0.
         ok = np.isfinite(total)
-        g = np.where(ok, grad.numpy(), 0.0).astype(total.dtype)
-        log_post = window(ctx.alpha, lay.K, NEG_INF) + edges
-        log_post += (beta - np.where(ok, total, 0.0)[:, None])[:, :, None]
+        log_post += (values[K:, B:][::-1] - np.where(ok, total, 0.0))[:, None]
         edge_grad = torch.from_numpy(log_post).exp_().numpy()
-        edge_grad *= g[:, None, None]
-        edge_grad = edge_grad.ravel() / ctx.sums
+        edge_grad *= np.where(ok, grad.numpy(), 0.0).astype(total.dtype)
+        edge_grad = edge_grad.transpose(2, 0, 1).ravel() / ctx.sums
         # An edge of -inf arcs only has no posterior: 0 times its (tiny) shares.
         arc_grad = (ctx.shares * edge_grad).ravel()[lay.arc_cell]
-        return torch.from_numpy(arc_grad), None
+        return torch.from_numpy(arc_grad), None, None
