@@ -295,9 +295,12 @@ def valley_paths(comp: np.ndarray, line_height: float) -> list[np.ndarray]:
     return paths
 
 
-def path_ink(comp: np.ndarray, path: np.ndarray) -> int:
-    """Ink pixels a cut path crosses."""
-    return int(comp[np.arange(len(path)), np.clip(path, 0, comp.shape[1] - 1)].sum())
+def paths_ink(comp: np.ndarray, paths: Sequence[np.ndarray]) -> np.ndarray:
+    """(K,) ink pixels each of K top-to-bottom cut paths (H,) crosses."""
+    if not len(paths):
+        return np.zeros(0, np.int64)
+    cols = np.clip(np.stack(paths), 0, comp.shape[1] - 1)
+    return comp[np.arange(comp.shape[0]), cols].sum(1)
 
 
 def least_ink_paths(comps: Sequence[np.ndarray], line_height: float) -> list[list[np.ndarray]]:
@@ -320,7 +323,8 @@ def split_component(comp: np.ndarray, line_height: float,
     width, no two cuts closer than 0.15 line heights."""
     regions = np.zeros(comp.shape, np.int32)
     # Valley cuts first (they separate touching loops), then least-ink paths, cheapest first.
-    found = valley_paths(comp, line_height) + sorted(least_ink, key=lambda p: path_ink(comp, p))
+    cheapest = np.argsort(paths_ink(comp, least_ink), kind="stable").tolist()
+    found = valley_paths(comp, line_height) + [least_ink[i] for i in cheapest]
     budget = max(1, int(comp.shape[1] / (0.4 * line_height)))
     kept: list[np.ndarray] = []
     for p in found:
