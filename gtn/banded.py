@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .graph import Graph, argsort_stable
+from .graph import Graph
 from .semiring import LOG, NEG_INF, Semiring, exp_floor
 
 MAX_BAND = 6          # widest band for the tree reduction ((K+2)^3 work per position)
@@ -47,14 +47,15 @@ class Band:
 def positions(g: Graph) -> tuple[Tensor, int]:
     """(S,) topological position of each state (states in level order) and the bandwidth:
     the largest position difference along an arc (at least 1). Cached."""
-    if "positions" not in g._cache:
+    if "positions" not in g._cache:  # in numpy: a graph's few calls cost less than torch's
         if g._cache.get("level_sorted"):
-            pos = torch.arange(g.num_states)
+            pos = np.arange(g.num_states)
         else:
-            pos = torch.empty(g.num_states, dtype=torch.long)
-            pos[argsort_stable(g.state_levels(), g.num_states)] = torch.arange(g.num_states)
-        spans = pos.index_select(0, g.dst) - pos.index_select(0, g.src)
-        g._cache["positions"] = (pos, max(int(spans.max()) if g.num_arcs else 1, 1))
+            pos = np.empty(g.num_states, dtype=np.int64)
+            pos[np.argsort(g.state_levels().numpy(), kind="stable")] = np.arange(g.num_states)
+        spans = pos[g.dst.numpy()] - pos[g.src.numpy()]
+        g._cache["positions"] = (torch.from_numpy(pos),
+                                 max(int(spans.max()) if g.num_arcs else 1, 1))
     out: tuple[Tensor, int] = g._cache["positions"]
     return out
 
