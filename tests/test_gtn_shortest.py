@@ -219,3 +219,33 @@ def test_numpy_level_dp_matches_the_torch_level_dp_in_value_and_gradient(gs, dty
         assert torch.equal(torch.isinf(ta), torch.isinf(tb))
         assert torch.allclose(ta[torch.isfinite(ta)], tb[torch.isfinite(tb)], rtol=tol, atol=tol)
         assert torch.allclose(ga, gb, rtol=tol, atol=tol), semiring.name
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_scan_with_impossible_arcs_matches_the_level_dp(dtype):
+    # -inf arcs (one edge of them only: lattice2's single edge 0 -> 1) and a far-below arc, in
+    # value and gradient; without autograd the scan runs forward only, to the same totals.
+    from gtn.banded import scan_ok, scanned_log_score
+    from gtn.bench import random_lattice
+    from gtn.shortest import make_plan, run_plan
+
+    gs = [random_lattice(n, seed=n, dtype=dtype) for n in (2, 9, 30)]
+    w0 = gs[0].weight.clone()
+    w0[:] = -math.inf
+    w1 = gs[1].weight.clone()
+    w1[::3] = -math.inf
+    w1[1] = -2000.0
+    gs = [gs[0].replace(weight=w0), gs[1].replace(weight=w1), gs[2]]
+    assert scan_ok(gs)
+    got = []
+    for scan in (True, False):
+        w = torch.cat([g.weight for g in gs]).detach().clone().requires_grad_(True)
+        t = scanned_log_score(gs, w) if scan else run_plan(make_plan(gs), w, gtn.LOG)[0]
+        torch.where(torch.isfinite(t), t, 0.0).sum().backward()
+        got.append((t.detach(), w.grad))
+    (ts, gs_), (tl, gl) = got
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    assert ts[0] == -math.inf and torch.allclose(ts[1:], tl[1:], rtol=tol, atol=tol)
+    assert not gs_.isnan().any() and torch.allclose(gs_, torch.nan_to_num(gl), rtol=tol, atol=tol)
+    with torch.no_grad():
+        assert torch.equal(scanned_log_score(gs, w.detach()), ts)
