@@ -157,20 +157,22 @@ class _LevelScore(torch.autograd.Function):
     def forward(ctx: Any, weight: Tensor, gs: list[Graph], semiring: Semiring,
                 plan: Plan) -> Tensor:
         w = weight.detach().cpu().numpy()
+        if semiring is LOG:  # float64 inside: the posteriors' alpha + beta - Z cancels large
+            w = w.astype(np.float64, copy=False)  # numbers (float32 lost ~1e-4 of them)
         alpha, back = level_dp(plan, w, semiring,
                                with_back=semiring is MAX and ctx.needs_input_grad[0])
         total = totals(plan, alpha, semiring)
         ctx.gs, ctx.semiring, ctx.plan, ctx.alpha, ctx.back = gs, semiring, plan, alpha, back
-        ctx.w = w
-        ctx.save_for_backward(weight, total)
-        return total.to(weight.device)
+        ctx.w, ctx.total = w, total
+        ctx.save_for_backward(weight)
+        return total.to(weight.device, weight.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         from .shortest import make_plan
 
-        weight, total = ctx.saved_tensors
-        gs, plan = ctx.gs, ctx.plan
+        (weight,) = ctx.saved_tensors
+        gs, plan, total = ctx.gs, ctx.plan, ctx.total
         if ctx.semiring is MAX:
             paths = best_paths(plan, ctx.alpha, ctx.back, gs)
             bases = np.cumsum([0] + [g.num_arcs for g in gs[:-1]])
@@ -187,9 +189,11 @@ class _LevelScore(torch.autograd.Function):
         a = torch.from_numpy(ctx.alpha)[plan.state_pos]
         b_ = torch.from_numpy(beta)[rplan.state_pos]
         z = total.index_select(0, graph)
-        post = torch.exp(a.index_select(0, src) + weight.detach() + b_.index_select(0, dst) - z)
+        post = torch.exp(a.index_select(0, src) + torch.from_numpy(ctx.w)
+                         + b_.index_select(0, dst) - z)
         ok = torch.isfinite(z)
-        return torch.where(ok, post, 0.0) * grad.index_select(0, graph), None, None, None
+        out = torch.where(ok, post, 0.0) * grad.cpu().index_select(0, graph)
+        return out.to(weight.device, weight.dtype), None, None, None
 
 
 def level_score(gs: list[Graph], weight: Tensor, semiring: Semiring) -> Tensor:

@@ -116,6 +116,9 @@ class MaxSemiring(Semiring):
         return torch.where(best == n, -1, best)
 
     def scatter_plus(self, values: Tensor, index: Tensor, size: int) -> Tensor:
+        if not (values.requires_grad and torch.is_grad_enabled()):  # no gradient to route:
+            m = torch.full((size,), NEG_INF, dtype=values.dtype, device=values.device)
+            return m.scatter_reduce(0, index, values, "amax", include_self=True)  # same values
         best = self.scatter_argmax(values, index, size)
         padded = torch.cat([values, values.new_full((1,), NEG_INF)])
         return padded[best]  # best == -1 picks the -inf pad
