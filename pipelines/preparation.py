@@ -123,9 +123,9 @@ def prepare_source(source: bytes | str | Path, is_field: bool,
 
 
 _WORKER_RANKER: FieldRanker | None = None
-# Sources handed to each helper ahead of the one being yielded: enough to keep it busy while
-# the caller decodes a batch of 32 (helpers are only handed more when the caller asks for the
-# next result), few enough to bound the results held (~0.3 MB each without pictures).
+# Most sources handed to each helper ahead of the one being yielded: enough to keep it busy
+# while the caller decodes a batch of 32 (helpers are only handed more when the caller asks
+# for the next result), few enough to bound the results held (~0.3 MB each without pictures).
 HANDED_AHEAD = 48
 
 
@@ -163,10 +163,12 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
                                initializer=_init_worker, initargs=(ranker,))
     # Sources are handed out lazily, never taken back: cancelling a queued future races with
     # the pool failing it when a helper dies (an error in the pool's thread on Python 3.11).
-    ahead = HANDED_AHEAD * (workers - 1)
+    # Each helper gets 2 sources at first and one more for each result helpers have sent
+    # back, up to HANDED_AHEAD: a few inputs are not all handed to a helper still starting.
     unsent = deque(range(len(jobs)))
     sent: dict[int, Future] = {}
     here: dict[int, Prepared | str] = {}
+    helped = 0
     broken = False
 
     def here_next() -> None:
@@ -176,6 +178,7 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
     try:
         for i in range(len(jobs)):
             while i not in here:
+                ahead = (workers - 1) * min(HANDED_AHEAD, 2 + helped)
                 while not broken and unsent and len(sent) < ahead:
                     j = unsent.popleft()
                     sent[j] = pool.submit(_prepare_in_worker, jobs[j])
@@ -185,6 +188,7 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
                     fut = sent.pop(i)
                     try:
                         here[i] = fut.result()
+                        helped += 1
                     except BrokenProcessPool:
                         broken = True
                         here[i] = prepare_source(*jobs[i][:2], ranker, keep_images)
