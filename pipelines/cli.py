@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -28,4 +29,18 @@ def dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: Sequence[str
               file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(commands[name][0])
-    return int(module.main(rest) or 0)
+    return quiet_on_closed_pipe(lambda: int(module.main(rest) or 0))
+
+
+def quiet_on_closed_pipe(main: Callable[[], int]) -> int:
+    """Run a command; if whatever reads its output stops early (`... | head`), end quietly with
+    EXIT_SOME_FAILED (some output was not delivered) instead of a BrokenPipeError traceback."""
+    try:
+        status = main()
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit where it cannot be caught
+        return status
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit: give it somewhere harmless to write.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_SOME_FAILED

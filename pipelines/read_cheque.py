@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.amounts import GRAMMARS
-from pipelines.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from pipelines.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, quiet_on_closed_pipe
 
 BATCH = 32
 AUTO_WORKERS_FROM = 32
@@ -139,4 +139,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(quiet_on_closed_pipe(main))

@@ -120,3 +120,19 @@ def test_real_subprocess_run():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1), proc.stderr
     assert proc.stdout.startswith(str(SAMPLE) + "\t")
+
+
+def test_output_closed_early_ends_quietly() -> None:
+    """`read_cheque ... | head` closes the pipe early: no BrokenPipeError traceback."""
+    for buffered in ("", "1"):  # stdout written at once or at the end
+        env = {**__import__("os").environ, "PYTHONUNBUFFERED": buffered}
+        if not buffered:
+            env.pop("PYTHONUNBUFFERED")
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.read_cheque", str(SAMPLE),
+                                 str(SAMPLES / "00004.png"), "--json"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # whoever read the output has gone away before the first line
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 1, err
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
