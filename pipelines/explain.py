@@ -7,11 +7,13 @@ candidate fields (grey) and the chosen one (blue), and the reading with its top 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from pipelines.fields import turn_box
 from pipelines.preparation import Prepared
 from pipelines.reader import Reading
 
@@ -48,6 +50,8 @@ def _field_panel(gray: np.ndarray, prep: Prepared, reading: Reading, k: int) -> 
 def _page_panel(gray: np.ndarray, prep: Prepared, k: int, width: int) -> np.ndarray:
     page = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     for j, f in enumerate(prep.fields):
+        if f.turns != prep.fields[k].turns:
+            continue  # found in the scan turned another way
         x, y, w, h = f.box
         colour, thick = ((200, 80, 0), 4) if j == k else ((150, 150, 150), 2)
         cv2.rectangle(page, (x, y), (x + w, y + h), colour, thick)
@@ -70,6 +74,11 @@ def _text_panel(reading: Reading, width: int) -> np.ndarray:
 def draw_explanation(gray: np.ndarray, prep: Prepared, reading: Reading, out: Path) -> None:
     """Write the explanation picture of one reading to `out` (PNG)."""
     k = reading.field_index or 0
+    turns = prep.fields[k].turns
+    if turns:  # drawn as it was read: the scan turned the way the chosen field was found
+        segments = [replace(s, box=turn_box(s.box, turns, gray.shape)) for s in reading.segments]
+        gray = np.ascontiguousarray(np.rot90(gray, turns))
+        reading = replace(reading, segments=segments)
     field = _field_panel(gray, prep, reading, k)
     width = max(field.shape[1], 900)
     parts = [field, _page_panel(gray, prep, k, width), _text_panel(reading, width)]

@@ -38,10 +38,11 @@ LINK_BLOCK = 512  # components compared with all others at a time when linking l
 @dataclass(frozen=True)
 class FieldCandidate:
     """A candidate field: box (x, y, w, h) in image pixels, with margin; features (F,)
-    float32."""
+    float32; `turns`: the quarter turns (`np.rot90`) of the scan that the box is in."""
 
     box: Box
     features: np.ndarray
+    turns: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,23 @@ class PageInk:
 def whole_image_field(gray: np.ndarray) -> FieldCandidate:
     h, w = gray.shape
     return FieldCandidate((0, 0, w, h), np.zeros(NUM_FIELD_FEATURES, np.float32))
+
+
+def turn_box(box: Box, turns: int, shape: tuple[int, int]) -> Box:
+    """Where box (x, y, w, h) of an (H, W) image lies in `np.rot90(image, turns)` (use
+    `4 - turns` and the turned image's shape to come back)."""
+    x, y, w, h = box
+    height, width = shape
+    for _ in range(turns % 4):  # one counter-clockwise quarter turn: (r, c) -> (W-1-c, r)
+        x, y, w, h = y, width - x - w, h, w
+        height, width = width, height
+    return x, y, w, h
+
+
+def unturn_box(box: Box, turns: int, shape: tuple[int, int]) -> Box:
+    """Where box (x, y, w, h) of `np.rot90(image, turns)` lies in the (H, W) `image`."""
+    turned_shape = shape if turns % 2 == 0 else (shape[1], shape[0])
+    return turn_box(box, -turns % 4, turned_shape)
 
 
 def to_working(gray: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ class Prepared:
     segmentations: list[Segmentation]
     inputs: np.ndarray  # (sum of arcs, 1, 32, 32) float32
     field_features: np.ndarray  # (K, F) float32
+    image_shape: tuple[int, int] = (0, 0)  # (H, W) of the image, for boxes of turned fields
 
     @property
     def arc_counts(self) -> list[int]:
@@ -63,22 +64,24 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
     than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
     """
+    turned = {0: image}
     if is_field:
         candidates = [whole_image_field(image)]
     else:
-        candidates = propose_fields(image)
-        ranker = as_ranker(field_scorer)
-        if ranker is not None and len(candidates) > 1:
-            scores = ranker(np.stack([c.features for c in candidates]))
-            keep = np.argsort(-scores, kind="stable")[:max_fields]
-            keep = keep[scores[keep] >= scores[keep[0]] - field_beam]
-            candidates = [candidates[i] for i in sorted(keep.tolist())]
-        candidates = candidates[:max_fields]
+        # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of
+        # an upright one), so its fields are also looked for a quarter turn either way, and
+        # the recognizer and the grammar choose among them all.
+        candidates = []
+        for t in (0, 1, 3) if image.shape[0] > image.shape[1] else (0,):
+            if t:
+                turned[t] = np.ascontiguousarray(np.rot90(image, t))
+            found = [replace(c, turns=t) for c in propose_fields(turned[t])]
+            candidates += best_fields(found, as_ranker(field_scorer), max_fields, field_beam)
     fields, segs = [], []
     for cand in candidates:
         x, y, w, h = cand.box
         try:
-            seg = segment_field(image[y : y + h, x : x + w])
+            seg = segment_field(turned[cand.turns][y : y + h, x : x + w])
         except ValueError:
             continue  # a candidate without ink is no field
         fields.append(cand)
@@ -92,7 +95,20 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         tops += t.tolist()
         heights += [seg.line.height] * len(p)
     inputs = to_lenet_batch(patches, heights, tops)
-    return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]))
+    return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]),
+                    (image.shape[0], image.shape[1]))
+
+
+def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, max_fields: int,
+                field_beam: float) -> list[FieldCandidate]:
+    """The `max_fields` best candidates by the ranker, less those scoring more than
+    `field_beam` below the best, in their original order (the first ones without a ranker)."""
+    if ranker is not None and len(candidates) > 1:
+        scores = ranker(np.stack([c.features for c in candidates]))
+        keep = np.argsort(-scores, kind="stable")[:max_fields]
+        keep = keep[scores[keep] >= scores[keep[0]] - field_beam]
+        candidates = [candidates[i] for i in sorted(keep.tolist())]
+    return candidates[:max_fields]
 
 
 def prepare_source(source: bytes | str | Path, is_field: bool,

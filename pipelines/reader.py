@@ -20,6 +20,7 @@ import gtn
 from pipelines.amounts import GRAMMARS
 from pipelines.charset import CLASSES, RUBBISH
 from pipelines.field_scorer import FieldScorer
+from pipelines.fields import unturn_box
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
 from pipelines.preparation import Prepared, prepare
@@ -153,14 +154,18 @@ def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
     seg_ids = graph.payload[idx].tolist() if graph.payload is not None else []
     starts = np.cumsum([0] + prep.arc_counts)
     k = int(np.searchsorted(starts, seg_ids[0], side="right") - 1) if seg_ids else 0
-    fx, fy, _, _ = prep.fields[k].box
+    field = prep.fields[k]
+    fx, fy, _, _ = field.box
     boxes = prep.segmentations[k].field_boxes()
     segments = []
     for s, i in zip(seg_ids, ilabels):
         x, y, w, h = (int(v) for v in boxes[s - starts[k]])
+        box = (fx + x, fy + y, w, h)
+        if field.turns:  # a field found in the scan turned a quarter: back to the scan's pixels
+            box = unturn_box(box, field.turns, prep.image_shape)
         # The arc's score is -(class penalty + segment penalty): report their sum.
         pen = -float(graph.weight[idx[len(segments)]]) if i >= 0 else float("nan")
-        segments.append(SegmentReading((fx + x, fy + y, w, h), CLASSES[i], pen))
+        segments.append(SegmentReading(box, CLASSES[i], pen))
     written = [s.box for s in segments if s.char != CLASSES[RUBBISH]] or [s.box for s in segments]
     return Reading(labels_to_amount(olabels), text, 0.0, False, union_box(written),
                    segments=segments, field_index=k)

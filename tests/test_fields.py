@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.field_scorer import FieldScorer
 from pipelines.field_training import DEFAULT_WEIGHTS, is_good, load_scorer
@@ -240,3 +242,18 @@ def test_rects_are_the_bounding_rects_of_the_outer_contours(seed):
     expected = [cv2.boundingRect(c) for c, h in zip(contours, hier[0]) if h[3] < 0]
     assert [(x, y, x1 - x, y1 - y) for x, y, x1, y1 in _rects(mask).tolist()] == expected
     assert _rects(np.zeros((5, 5), np.uint8)).shape == (0, 4)
+
+
+@given(st.integers(1, 9), st.integers(1, 9), st.data())
+def test_turned_boxes_hold_the_turned_pixels(height: int, width: int, data) -> None:
+    from pipelines.fields import turn_box, unturn_box
+
+    image = np.arange(height * width).reshape(height, width)
+    x, y = data.draw(st.integers(0, width - 1)), data.draw(st.integers(0, height - 1))
+    w, h = data.draw(st.integers(1, width - x)), data.draw(st.integers(1, height - y))
+    for turns in range(4):
+        tx, ty, tw, th = turn_box((x, y, w, h), turns, image.shape)
+        turned = np.rot90(image, turns)
+        assert np.array_equal(turned[ty : ty + th, tx : tx + tw],
+                              np.rot90(image[y : y + h, x : x + w], turns))
+        assert unturn_box((tx, ty, tw, th), turns, image.shape) == (x, y, w, h)

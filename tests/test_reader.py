@@ -225,3 +225,23 @@ def test_the_exif_orientation_of_a_photo_is_applied(tmp_path):
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     stored.save(tmp_path / "photo.png", exif=exif.tobytes())
     assert np.array_equal(load_gray(tmp_path / "photo.png"), np.asarray(upright))
+
+
+@pytest.mark.parametrize("turns", [1, 3])
+def test_a_cheque_scanned_on_its_side_reads_as_upright(reader, turns):
+    """A portrait scan is also searched a quarter turn either way; boxes come back in the
+    scan's own pixels."""
+    from PIL import Image
+
+    from pipelines.fields import turn_box
+
+    rec = LABELS[4]
+    gray = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
+    upright = read_cheque(gray, reader, grammar=rec["grammar"])
+    side = read_cheque(np.ascontiguousarray(np.rot90(gray, turns)), reader,
+                       grammar=rec["grammar"])
+    assert side.amount == upright.amount == rec["amount"]
+    assert abs(side.confidence - upright.confidence) < 1e-3
+    assert side.field_box == turn_box(upright.field_box, turns, gray.shape)
+    assert [s.box for s in side.segments] == [turn_box(s.box, turns, gray.shape)
+                                              for s in upright.segments]
