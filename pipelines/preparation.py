@@ -63,6 +63,8 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
 
     With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
     than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
+    A portrait image is searched as it is and turned a quarter either way, keeping that many
+    of each orientation.
     """
     turned = {0: image}
     if is_field:
