@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.numeric import median
+from pipelines.numeric import median, segmented_median
 
 Box = tuple[int, int, int, int]
 NUM_FIELD_FEATURES = 20
@@ -212,17 +212,6 @@ def text_lines(boxes: np.ndarray) -> list[np.ndarray]:
     return np.split(order, starts[1:]) if len(order) else []
 
 
-def _segmented_median(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """(G,) float64 medians (as `median`) of the integer values of each group: (M,) values and
-    (M,) their group ids in 0..G-1; NaN for an empty group."""
-    s = values[np.lexsort((values, group))].astype(np.float64)
-    count = np.bincount(group, minlength=n_groups)
-    first = np.cumsum(count) - count
-    lo = np.minimum(first + (count - 1) // 2, len(s) - 1)
-    hi = np.minimum(first + count // 2, len(s) - 1)
-    return np.where(count > 0, (s[lo] + s[hi]) / 2 if len(s) else 0.0, np.nan)
-
-
 def _piece_starts(b: np.ndarray, starts: np.ndarray, page: PageInk) -> np.ndarray:
     """Where the pieces of text lines start: (M, 4) boxes of the lines' components (each line
     sorted by x) and (L,) offsets of the lines -> offsets of the pieces, cut at wide gaps and
@@ -230,7 +219,7 @@ def _piece_starts(b: np.ndarray, starts: np.ndarray, page: PageInk) -> np.ndarra
     line = np.repeat(np.arange(len(starts)), np.diff(starts, append=len(b)))
     h = b[:, 3] - b[:, 1]
     tall = h >= 5
-    line_h = _segmented_median(h[tall], line[tall], len(starts))
+    line_h = segmented_median(h[tall], line[tall], len(starts))
     line_h = np.where(np.isnan(line_h), np.maximum.reduceat(h, starts), line_h)
     y0, y1 = np.minimum.reduceat(b[:, 1], starts), np.maximum.reduceat(b[:, 3], starts)
     v = page.rules_v

@@ -25,3 +25,14 @@ def median(values: np.ndarray) -> float:
     s = np.sort(values.astype(np.float64, copy=False)).tolist()
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def segmented_median(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """(G,) float64 medians (as `median`) of the integer values of each group: (M,) values and
+    (M,) their group ids in 0..G-1; NaN for an empty group."""
+    s = values[np.lexsort((values, group))].astype(np.float64)
+    count = np.bincount(group, minlength=n_groups)
+    first = np.cumsum(count) - count
+    lo = np.minimum(first + (count - 1) // 2, len(s) - 1)
+    hi = np.minimum(first + count // 2, len(s) - 1)
+    return np.where(count > 0, (s[lo] + s[hi]) / 2 if len(s) else 0.0, np.nan)

@@ -73,12 +73,12 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of
         # an upright one), so its fields are also looked for a quarter turn either way, and
         # the recognizer and the grammar choose among them all.
-        candidates = []
+        candidates, ranker = [], as_ranker(field_scorer)
         for t in (0, 1, 3) if image.shape[0] > image.shape[1] else (0,):
             if t:
                 turned[t] = np.ascontiguousarray(np.rot90(image, t))
             found = [replace(c, turns=t) for c in propose_fields(turned[t])]
-            candidates += best_fields(found, as_ranker(field_scorer), max_fields, field_beam)
+            candidates += best_fields(found, ranker, max_fields, field_beam)
     fields, segs = [], []
     for cand in candidates:
         x, y, w, h = cand.box

@@ -139,23 +139,6 @@ def test_text_lines_match_a_pair_by_pair_grouping(seed, monkeypatch):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_segmented_median_is_the_median_of_each_group(seed):
-    from pipelines.fields import _segmented_median
-    from pipelines.numeric import median
-
-    rng = np.random.default_rng(seed)
-    group = np.sort(rng.integers(0, 9, 40))
-    values = rng.integers(0, 30, 40).astype(np.int32)
-    got = _segmented_median(values, group, 11)  # groups 9 and 10 (and maybe others) are empty
-    for k in range(11):
-        if (group == k).any():
-            assert got[k] == median(values[group == k])
-        else:
-            assert np.isnan(got[k])
-    assert np.isnan(_segmented_median(values[:0], group[:0], 2)).all()
-
-
-@pytest.mark.parametrize("seed", range(4))
 def test_first_rows_keeps_each_distinct_row_once_in_order(seed):
     from pipelines.fields import _first_rows
 

@@ -1,10 +1,11 @@
 """The order statistics of pipelines/numeric.py against numpy's own."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.numeric import median, percentile
+from pipelines.numeric import median, percentile, segmented_median
 
 values = st.lists(st.integers(-50, 400), min_size=1, max_size=40)
 
@@ -19,3 +20,17 @@ def test_percentile_is_numpys(ints: list[int], q: float) -> None:
 def test_median_is_numpys(ints: list[int]) -> None:
     for a in (np.array(ints, np.int64), np.array(ints, np.int32), np.array(ints) * 0.1):
         assert median(a) == float(np.median(a))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segmented_median_is_the_median_of_each_group(seed):
+    rng = np.random.default_rng(seed)
+    group = np.sort(rng.integers(0, 9, 40))
+    values = rng.integers(0, 30, 40).astype(np.int32)
+    got = segmented_median(values, group, 11)  # groups 9 and 10 (and maybe others) are empty
+    for k in range(11):
+        if (group == k).any():
+            assert got[k] == median(values[group == k])
+        else:
+            assert np.isnan(got[k])
+    assert np.isnan(segmented_median(values[:0], group[:0], 2)).all()
