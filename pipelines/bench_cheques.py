@@ -28,7 +28,7 @@ from pipelines.metrics import (
     segmentation_correct,
 )
 from pipelines.preparation import prepare_all
-from pipelines.reader import Reading, decode_batch, load_reader
+from pipelines.reader import Reading, decode_batch, load_reader, reread_upside_down
 
 BATCH = 32
 
@@ -88,8 +88,11 @@ def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, gram
                 preps[i] = prep
                 by_grammar.setdefault(grammar or case.grammar, []).append(i)
         for g, ids in by_grammar.items():
-            for i, r in zip(ids, decode_batch(reader, [preps[i] for i in ids], g)):
-                done[i] = r
+            readings_g = decode_batch(reader, [preps[i] for i in ids], g)
+            turned = reread_upside_down(reader, [chunk[i].png for i in ids], readings_g,
+                                        is_field, [g] * len(ids))
+            for k, (i, r) in enumerate(zip(ids, readings_g)):
+                done[i] = turned[k][1] if k in turned else r
         readings += [done[i] for i in range(len(chunk))]
     return readings, time.perf_counter() - start
 

@@ -56,27 +56,33 @@ def as_ranker(field_scorer: FieldChooser | None) -> FieldRanker | None:
 
 
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
-            field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM
-            ) -> Prepared:
+            field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
+            upside_down: bool = False) -> Prepared:
     """Propose fields (or take the whole image), segment each and normalise every candidate
     character for LeNet. Raises ValueError when no field holds ink.
 
     With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
     than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
     A portrait image is searched as it is and turned a quarter either way, keeping that many
-    of each orientation.
+    of each orientation. With `upside_down`, the image is searched turned a half turn instead,
+    and only so (the reader's second try at a scan it read with little confidence).
     """
-    turned = {0: image}
-    if is_field:
-        candidates = [whole_image_field(image)]
+    # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of an
+    # upright one), so its fields are also looked for a quarter turn either way, and the
+    # recognizer and the grammar choose among them all.
+    if upside_down:
+        orientations: tuple[int, ...] = (2,)
+    elif not is_field and image.shape[0] > image.shape[1]:
+        orientations = (0, 1, 3)
     else:
-        # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of
-        # an upright one), so its fields are also looked for a quarter turn either way, and
-        # the recognizer and the grammar choose among them all.
-        candidates, ranker = [], as_ranker(field_scorer)
-        for t in (0, 1, 3) if image.shape[0] > image.shape[1] else (0,):
-            if t:
-                turned[t] = np.ascontiguousarray(np.rot90(image, t))
+        orientations = (0,)
+    turned = {t: np.ascontiguousarray(np.rot90(image, t)) if t else image for t in orientations}
+    candidates: list[FieldCandidate] = []
+    ranker = None if is_field else as_ranker(field_scorer)
+    for t in orientations:
+        if is_field:
+            candidates.append(replace(whole_image_field(turned[t]), turns=t))
+        else:
             found = [replace(c, turns=t) for c in propose_fields(turned[t])]
             candidates += best_fields(found, ranker, max_fields, field_beam)
     fields, segs = [], []
@@ -114,8 +120,8 @@ def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, ma
 
 
 def prepare_source(source: bytes | str | Path, is_field: bool,
-                   field_scorer: FieldChooser | None, keep_images: bool = True
-                   ) -> Prepared | str:
+                   field_scorer: FieldChooser | None, keep_images: bool = True,
+                   upside_down: bool = False) -> Prepared | str:
     """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message.
     Without `keep_images` the segmentations lose their pictures (only --explain draws them)."""
     import cv2
@@ -129,7 +135,8 @@ def prepare_source(source: bytes | str | Path, is_field: bool,
                 return "the image bytes could not be decoded"
         else:
             gray = load_gray(source)
-        prep = prepare(gray, is_field=is_field, field_scorer=field_scorer)
+        prep = prepare(gray, is_field=is_field, field_scorer=field_scorer,
+                       upside_down=upside_down)
     except (ImageError, ValueError) as err:
         return str(err)
     except Exception as err:  # a reader bug must not stop the other inputs

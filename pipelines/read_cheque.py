@@ -75,7 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from pipelines.images import load_gray
     from pipelines.preparation import prepare_all
-    from pipelines.reader import DEFAULT_REJECT_BELOW, Reading, decode_batch, load_reader
+    from pipelines.reader import (
+        DEFAULT_REJECT_BELOW,
+        Reading,
+        decode_batch,
+        load_reader,
+        reread_upside_down,
+    )
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -118,8 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ready_ids.append(i)
         if ready:
             want_alternatives = 3 if args.explain else 0
-            for i, prep, reading in zip(ready_ids, ready, decode_batch(
-                    reader, ready, args.grammar, reject_below, want_alternatives)):
+            readings = decode_batch(reader, ready, args.grammar, reject_below, want_alternatives)
+            turned = reread_upside_down(reader, [chunk[i] for i in ready_ids], readings,
+                                        args.field, [args.grammar] * len(ready), reject_below,
+                                        want_alternatives, keep_images=args.explain is not None)
+            for k, (i, prep, reading) in enumerate(zip(ready_ids, ready, readings)):
+                if k in turned:
+                    prep, reading = turned[k]
                 results[i] = reading
                 if args.explain:
                     from pipelines.explain import draw_explanation

@@ -23,12 +23,17 @@ from pipelines.field_scorer import FieldScorer
 from pipelines.fields import unturn_box
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
-from pipelines.preparation import Prepared, prepare
+from pipelines.preparation import Prepared, prepare, prepare_source
 from pipelines.recognition import SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
 
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader.pt"
 DEFAULT_REJECT_BELOW = 0.5
+# A reading less confident than this is tried again with the scan turned upside down, and the
+# more confident reading is kept. On 300 training-split cheques, 87% of the upside-down scans
+# and 2.7% of the upright ones read below it (none of those correctly): the retry costs about
+# 3% of the reading time.
+RETRY_TURNED_BELOW = 0.3
 GRAMMAR_VERSION = 2  # bump when the grammars' states or arcs change: old weights no longer fit
 
 
@@ -249,13 +254,50 @@ def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None
                 "state_dict": reader.state_dict(), **extra}, Path(path))
 
 
+def reread_upside_down(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.ndarray],
+                       readings: Sequence[Reading], is_field: bool, grammars: Sequence[str],
+                       reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+                       keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
+    """Read again, turned a half turn, the images read with a confidence under
+    RETRY_TURNED_BELOW (not those that failed); return, by index, the turned image's
+    preparation and reading wherever it reads more confidently. `sources[i]` is the encoded
+    image, file or greyscale array that gave `readings[i]`, read with grammar `grammars[i]`."""
+    retry = [i for i, r in enumerate(readings)
+             if r.error is None and r.confidence < RETRY_TURNED_BELOW]
+    preps: dict[int, Prepared] = {}
+    for i in retry:
+        source = sources[i]
+        if isinstance(source, np.ndarray):
+            try:
+                preps[i] = prepare(source, is_field, field_scorer=reader.field_proposer,
+                                   upside_down=True)
+            except ValueError:
+                continue
+        else:
+            prep = prepare_source(source, is_field, reader.field_proposer, keep_images,
+                                  upside_down=True)
+            if not isinstance(prep, str):
+                preps[i] = prep
+    better: dict[int, tuple[Prepared, Reading]] = {}
+    for grammar in sorted({grammars[i] for i in preps}):
+        ids = [i for i in preps if grammars[i] == grammar]
+        for i, turned in zip(ids, decode_batch(reader, [preps[i] for i in ids], grammar,
+                                               reject_below, alternatives)):
+            if turned.confidence > readings[i].confidence:
+                better[i] = (preps[i], turned)
+    return better
+
+
 def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = None,
                 grammar: str = "us", is_field: bool = False,
                 reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
-    """Read the amount of one cheque scan (a path or an (H, W[, 3]) array)."""
+    """Read the amount of one cheque scan (a path or an (H, W[, 3]) array); a scan read with
+    little confidence is read upside down too (`reread_upside_down`)."""
     from pipelines.images import as_gray, load_gray
 
     gray = load_gray(image) if isinstance(image, (str, Path)) else as_gray(image)
     reader = reader if reader is not None else load_reader()
     prep = prepare(gray, is_field=is_field, field_scorer=reader.field_proposer)
-    return decode_batch(reader, [prep], grammar, reject_below)[0]
+    reading = decode_batch(reader, [prep], grammar, reject_below)[0]
+    turned = reread_upside_down(reader, [gray], [reading], is_field, [grammar], reject_below)
+    return turned[0][1] if turned else reading

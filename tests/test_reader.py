@@ -245,3 +245,56 @@ def test_a_cheque_scanned_on_its_side_reads_as_upright(reader, turns):
     assert side.field_box == turn_box(upright.field_box, turns, gray.shape)
     assert [s.box for s in side.segments] == [turn_box(s.box, turns, gray.shape)
                                               for s in upright.segments]
+
+
+@pytest.mark.parametrize("is_field", [False, True])
+def test_an_upside_down_scan_reads_as_upright(reader, is_field):
+    """A scan read with little confidence is read again turned a half turn; boxes come back
+    in the scan's own pixels."""
+    from PIL import Image
+
+    from pipelines.fields import turn_box
+
+    rec = LABELS[4]
+    gray = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
+    if is_field:
+        x, y, w, h = read_cheque(gray, reader, grammar=rec["grammar"]).field_box
+        gray = np.ascontiguousarray(gray[y - 10 : y + h + 10, x - 10 : x + w + 10])
+    upright = read_cheque(gray, reader, grammar=rec["grammar"], is_field=is_field)
+    down = read_cheque(np.ascontiguousarray(np.rot90(gray, 2)), reader,
+                       grammar=rec["grammar"], is_field=is_field)
+    assert down.amount == upright.amount == rec["amount"]
+    assert abs(down.confidence - upright.confidence) < 1e-3
+    assert down.field_box == turn_box(upright.field_box, 2, gray.shape)
+    assert [s.box for s in down.segments] == [turn_box(s.box, 2, gray.shape)
+                                              for s in upright.segments]
+
+
+def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
+    """A confident reading, or one that failed, is not read again; a retry that reads with
+    less confidence than the first reading is dropped."""
+    import pipelines.reader as reader_module
+    from pipelines.reader import RETRY_TURNED_BELOW, Reading, reread_upside_down
+
+    gray = np.asarray(as_gray(np.full((60, 200), 240, np.uint8)))
+    sure = Reading("12", "12", RETRY_TURNED_BELOW, False, (0, 0, 1, 1))
+    failed = Reading(None, None, 0.0, True, None, error="could not read it")
+
+    def no_call(*args, **kwargs):
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(reader_module, "prepare", no_call)
+    assert reread_upside_down(reader, [gray, gray], [sure, failed], False, ["us", "us"]) == {}
+    monkeypatch.undo()
+    rec = LABELS[4]
+    from PIL import Image
+
+    scan = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
+    first = read_cheque(scan, reader, grammar=rec["grammar"])
+    # The scan is upright: turned upside down it reads with a confidence of about 0.14.
+    doubt = Reading(first.amount, first.text, 0.2, True, first.field_box)
+    assert reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
+    doubt.confidence = 0.1
+    (turned,) = reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]]).values()
+    assert 0.1 < turned[1].confidence < 0.2
+    assert turned[0].fields[0].turns == 2
