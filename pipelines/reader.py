@@ -260,7 +260,8 @@ def reread_upside_down(reader: ChequeReader, sources: Sequence[bytes | str | Pat
                        keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
     """Read again, turned a half turn, the images read with a confidence under
     RETRY_TURNED_BELOW (not those that failed); return, by index, the turned image's
-    preparation and reading wherever it reads more confidently. `sources[i]` is the encoded
+    preparation and reading wherever it reads more confidently and is not rejected (by
+    `reject_below`). `sources[i]` is the encoded
     image, file or greyscale array that gave `readings[i]`, read with grammar `grammars[i]`."""
     retry = [i for i, r in enumerate(readings)
              if r.error is None and r.confidence < RETRY_TURNED_BELOW]
@@ -283,7 +284,9 @@ def reread_upside_down(reader: ChequeReader, sources: Sequence[bytes | str | Pat
         ids = [i for i in preps if grammars[i] == grammar]
         for i, turned in zip(ids, decode_batch(reader, [preps[i] for i in ids], grammar,
                                                reject_below, alternatives)):
-            if turned.confidence > readings[i].confidence:
+            # An upright scan is far likelier: a turned reading that is rejected too says no
+            # more than the first one, whose amount and field box are kept.
+            if turned.confidence > readings[i].confidence and not turned.rejected:
                 better[i] = (preps[i], turned)
     return better
 

@@ -294,7 +294,9 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
     # The scan is upright: turned upside down it reads with a confidence of about 0.14.
     doubt = Reading(first.amount, first.text, 0.19, True, first.field_box)
     assert reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
-    doubt.confidence = 0.1
-    (turned,) = reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]]).values()
-    assert 0.1 < turned[1].confidence < 0.19
+    doubt.confidence = 0.1  # now less confident than the turned reading, which is rejected
+    assert reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
+    (turned,) = reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]],
+                                   reject_below=0.12).values()
+    assert 0.12 <= turned[1].confidence < 0.19 and not turned[1].rejected
     assert turned[0].fields[0].turns == 2
