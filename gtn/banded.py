@@ -118,15 +118,15 @@ def banded_matrices(graphs: list[Graph], weight: Tensor, semiring: Semiring,
     T = max(g.num_states for g in graphs)
     n = K + 2
     # each arc's edge (b * T + destination) * K + span - 1, from the bands' cached arrays
-    edge = np.concatenate([b.arc_dst.astype(np.int64) * K + b.arc_span - 1 for b in bands])
-    edge += np.repeat(np.arange(0, B * T * K, T * K), [g.num_arcs for g in graphs])
-    idx = torch.from_numpy(edge)
     best_arc = None
     if with_arcs:
-        best_arc = semiring.scatter_argmax(weight, idx, B * T * K)  # type: ignore[attr-defined]
-        padded = torch.cat([weight, weight.new_full((1,), semiring.zero)])
-        w = padded[best_arc].reshape(B, T, K)
+        best_arc = torch.from_numpy(best_arcs(graphs, weight.detach().cpu().numpy()))
+        padded = torch.cat([weight.detach().cpu(), weight.new_full((1,), semiring.zero).cpu()])
+        w = padded[best_arc].reshape(B, T, K).to(weight.device)
     else:
+        edge = np.concatenate([b.arc_dst.astype(np.int64) * K + b.arc_span - 1 for b in bands])
+        edge += np.repeat(np.arange(0, B * T * K, T * K), [g.num_arcs for g in graphs])
+        idx = torch.from_numpy(edge).to(weight.device)
         w = semiring.scatter_plus(semiring.arc_value(weight), idx, B * T * K).reshape(B, T, K)
     zero, one = semiring.zero, semiring.one
     np_dtype = torch.empty(0, dtype=weight.dtype).numpy().dtype
@@ -183,6 +183,24 @@ def layout(graphs: list[Graph], zero: float = float("-inf"), one: float = 0.0,
                       [len(b.arc_edge) for b in bands])
     cell = cell.astype(np.int64)
     return Layout(B, T, K, width, cell, start, final, start_at, final_at)
+
+
+def best_arcs(graphs: list[Graph], weight: np.ndarray) -> np.ndarray:
+    """(B*T*K,) index into ``weight`` (the graphs' arc weights, concatenated) of the best arc
+    of each edge of the batch's :func:`layout` (the first of equals), -1 where no arc is.
+    Each arc has its own cell of a (width, B*T*K) grid, so one dense argmax finds them."""
+    lay = layout(graphs)
+    n_edges = lay.B * lay.T * lay.K
+    grid = np.full(lay.width * n_edges, -np.inf, dtype=weight.dtype)
+    grid[lay.arc_cell] = weight
+    grid2 = grid.reshape(lay.width, n_edges)
+    # the first slot holding the maximum (slots hold an edge's arcs in order); min over a
+    # where() is faster than numpy's argmax across rows
+    slot = np.where(grid2 == grid2.max(0), np.arange(lay.width)[:, None], lay.width).min(0)
+    arc_of = np.full(lay.width * n_edges, -1, dtype=np.int64)
+    arc_of[lay.arc_cell] = np.arange(len(weight))
+    out: np.ndarray = arc_of[slot * n_edges + np.arange(n_edges)]
+    return out
 
 
 def _ends(of: list[list[int]], T: int, zero: float, one: float,

@@ -70,24 +70,25 @@ def _banded_paths(gs: list[Graph]) -> list[list[int]]:
     M, best_arc, K = banded_matrices(gs, weight, MAX, with_arcs=True)
     assert best_arc is not None
     B, T, n = M.shape[0], M.shape[1], M.shape[2]
-    picks: list[tuple[Tensor, int]] = []   # per round: argmax over the inner index, length in
+    # pad to a power of two with identity matrices once, so that every round halves evenly
+    rounds = max(T - 1, 0).bit_length()
+    if (1 << rounds) > T:
+        eye = M.new_full((n, n), float("-inf"))
+        eye.fill_diagonal_(0.0)
+        M = torch.cat([M, eye.expand(B, (1 << rounds) - T, n, n)], 1)
+    picks: list[Tensor] = []   # per round: argmax over the inner index, (B, length, n * n)
     while M.shape[1] > 1:
-        length = M.shape[1]
-        if length % 2:
-            eye = M.new_full((n, n), float("-inf"))
-            eye.fill_diagonal_(0.0)
-            M = torch.cat([M, eye.expand(B, 1, n, n)], 1)
         a, b = M[:, 0::2], M[:, 1::2]
         M, k = (a[..., :, :, None] + b[..., None, :, :]).max(-2)
-        picks.append((k, length))
+        picks.append(k.flatten(2))
     total = M[:, 0, K + 1, K]
     rows = torch.full((B, 1), K + 1, dtype=torch.long)
     cols = torch.full((B, 1), K, dtype=torch.long)
-    for k, length in reversed(picks):
-        mid = k.gather(2, rows[:, :, None, None].expand(B, -1, 1, n)).squeeze(2)
-        mid = mid.gather(2, cols[:, :, None]).squeeze(2)
-        rows = torch.stack([rows, mid], 2).flatten(1)[:, :length]
-        cols = torch.stack([mid, cols], 2).flatten(1)[:, :length]
+    for k in reversed(picks):
+        mid = k.gather(2, (rows * n + cols)[:, :, None]).squeeze(2)
+        rows = torch.stack([rows, mid], 2).flatten(1)
+        cols = torch.stack([mid, cols], 2).flatten(1)
+    rows, cols = rows[:, :T], cols[:, :T]
     used = (rows < K) & ((cols == 0) | (cols == K))
     arcs = best_arc.reshape(B, T, K).gather(2, rows.clamp(max=K - 1)[..., None]).squeeze(2)
     arcs = torch.where(used, arcs, -1)
