@@ -1,7 +1,8 @@
 """Reading scans safely: every failure is a one-line ImageError naming the file and the problem.
 
 Formats: whatever Pillow decodes (PNG, JPEG, TIFF including bitonal CCITT G4, BMP, ...).
-Images above MAX_PIXELS are refused from their header, before any pixel is decoded.
+Images above MAX_PIXELS are refused from their header, before any pixel is decoded. Images with
+transparency are laid on white paper.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def load_gray(path: str | Path) -> np.ndarray:
                 raise ImageError(f"{p} is {w}x{h} pixels, too small to hold an amount")
             im.load()
             im = ImageOps.exif_transpose(im)  # photos and some scanners store the rotation
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                im = on_white(im)
             if im.mode in WIDE_MODES:  # convert("L") would clip 16-bit values, not scale them
                 gray = to_uint8(np.asarray(im))
             else:
@@ -53,12 +56,24 @@ def load_gray(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
+def on_white(im: Image.Image) -> Image.Image:
+    """An image with transparency laid on white paper: transparent pixels are often stored
+    black, which would read as a black page."""
+    rgba = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+
+
 def as_gray(image: np.ndarray) -> np.ndarray:
-    """Accept (H, W) or (H, W, 3|4) arrays, uint8 or float 0..1; return (H, W) uint8."""
+    """Accept (H, W) or (H, W, 3|4) arrays, uint8 or float 0..1; return (H, W) uint8. A fourth
+    channel is alpha: the image is laid on white paper."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a numpy image array, got {type(image).__name__}")
     a = image
     if a.ndim == 3 and a.shape[2] in (3, 4):
+        if a.shape[2] == 4:
+            rgb = to_uint8(a[..., :3].reshape(a.shape[0], -1)).reshape(a.shape[:2] + (3,))
+            alpha = to_uint8(a[..., 3]).astype(np.float32)[..., None] / 255.0
+            a = rgb.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
         a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     if a.ndim != 2:
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")

@@ -196,6 +196,32 @@ def test_wide_grey_levels_are_scaled_not_clipped(tmp_path):
         as_gray(np.array([["a", "b"]]))
 
 
+def test_transparent_images_are_laid_on_white_paper(tmp_path):
+    """Ink stored as opacity over transparent black (as some tools export scans) reads as ink
+    on white paper, from files (RGBA, LA, a palette with a transparent colour) and arrays."""
+    from PIL import Image
+
+    from pipelines.images import load_gray
+
+    gray = np.asarray(Image.open(SAMPLES / LABELS[0]["file"]).convert("L"))
+    alpha = (255 - gray).astype(np.uint8)
+    rgba = np.zeros(gray.shape + (4,), np.uint8)
+    rgba[..., 3] = alpha
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(np.stack([np.zeros_like(alpha), alpha], -1), "LA").save(tmp_path / "la.png")
+    palette = Image.fromarray((gray < 128).astype(np.uint8), "P")
+    palette.putpalette([255, 255, 255, 0, 0, 0])
+    palette.save(tmp_path / "p.png", transparency=0)  # white stored as the transparent colour
+    for got in (load_gray(tmp_path / "rgba.png"), load_gray(tmp_path / "la.png"),
+                as_gray(rgba), as_gray(rgba.astype(np.float32) / 255)):
+        assert got.dtype == np.uint8 and int(np.abs(got.astype(int) - gray).max()) <= 1
+    binary = load_gray(tmp_path / "p.png")
+    assert np.array_equal(binary, np.where(gray < 128, 0, 255))
+    opaque = np.concatenate([np.stack([gray] * 3, -1), np.full(gray.shape + (1,), 255,
+                                                               np.uint8)], -1)
+    assert int(np.abs(as_gray(opaque).astype(int) - gray).max()) <= 1
+
+
 def test_prepare_all_goes_on_in_this_process_when_a_helper_dies(reader):
     import multiprocessing
     import os
