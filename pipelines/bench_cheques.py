@@ -28,7 +28,7 @@ from pipelines.metrics import (
     segmentation_correct,
 )
 from pipelines.preparation import prepare_all
-from pipelines.reader import Reading, decode_batch, load_reader, reread_upside_down
+from pipelines.reader import Reading, decode_batch, load_reader, read_again
 
 BATCH = 32
 
@@ -89,10 +89,10 @@ def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, gram
                 by_grammar.setdefault(grammar or case.grammar, []).append(i)
         for g, ids in by_grammar.items():
             readings_g = decode_batch(reader, [preps[i] for i in ids], g)
-            turned = reread_upside_down(reader, [chunk[i].png for i in ids], readings_g,
-                                        is_field, [g] * len(ids))
+            again = read_again(reader, [chunk[i].png for i in ids], readings_g, is_field,
+                               [g] * len(ids))
             for k, (i, r) in enumerate(zip(ids, readings_g)):
-                done[i] = turned[k][1] if k in turned else r
+                done[i] = again[k][1] if k in again else r
         readings += [done[i] for i in range(len(chunk))]
     return readings, time.perf_counter() - start
 

@@ -42,6 +42,11 @@ class Prepared:
     inputs: np.ndarray  # (sum of arcs, 1, 32, 32) float32
     field_features: np.ndarray  # (K, F) float32
     image_shape: tuple[int, int] = (0, 0)  # (H, W) of the image, for boxes of turned fields
+    # A page read straightened (`skew` degrees): the (2, 3) map from the straightened page's
+    # pixels (`image_shape`) back to the scan's, and the scan's (H, W).
+    skew: float = 0.0
+    to_scan: np.ndarray | None = None
+    scan_shape: tuple[int, int] = (0, 0)
 
     @property
     def arc_counts(self) -> list[int]:
@@ -57,7 +62,7 @@ def as_ranker(field_scorer: FieldChooser | None) -> FieldRanker | None:
 
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
             field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
-            upside_down: bool = False) -> Prepared:
+            upside_down: bool = False, skew: float = 0.0) -> Prepared:
     """Propose fields (or take the whole image), segment each and normalise every candidate
     character for LeNet. Raises ValueError when no field holds ink.
 
@@ -65,8 +70,15 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
     A portrait image is searched as it is and turned a quarter either way, keeping that many
     of each orientation. With `upside_down`, the image is searched turned a half turn instead,
-    and only so (the reader's second try at a scan it read with little confidence).
+    and only so (the reader's second try at a scan it read with little confidence). A
+    non-zero `skew` straightens the image first (`page.straighten`).
     """
+    scan_shape = (image.shape[0], image.shape[1])
+    to_scan = None
+    if skew:
+        from pipelines.page import straighten
+
+        image, to_scan = straighten(image, skew)
     # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of an
     # upright one), so its fields are also looked for a quarter turn either way, and the
     # recognizer and the grammar choose among them all.
@@ -104,7 +116,7 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         heights += [seg.line.height] * len(p)
     inputs = to_lenet_batch(patches, heights, tops)
     return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]),
-                    (image.shape[0], image.shape[1]))
+                    (image.shape[0], image.shape[1]), skew, to_scan, scan_shape)
 
 
 def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, max_fields: int,
@@ -119,32 +131,68 @@ def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, ma
     return candidates[:max_fields]
 
 
-def prepare_source(source: bytes | str | Path, is_field: bool,
-                   field_scorer: FieldChooser | None, keep_images: bool = True,
-                   upside_down: bool = False) -> Prepared | str:
-    """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message.
-    Without `keep_images` the segmentations lose their pictures (only --explain draws them)."""
+def load_source(source: bytes | str | Path) -> np.ndarray:
+    """An encoded image (bytes) or a file as (H, W) uint8 greyscale; raises ImageError."""
     import cv2
 
     from pipelines.images import ImageError, load_gray
 
+    if isinstance(source, bytes):
+        gray = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise ImageError("the image bytes could not be decoded")
+        return gray
+    return load_gray(source)
+
+
+def prepare_source(source: bytes | str | Path, is_field: bool,
+                   field_scorer: FieldChooser | None, keep_images: bool = True
+                   ) -> Prepared | str:
+    """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message.
+    Without `keep_images` the segmentations lose their pictures (only --explain draws them)."""
+    from pipelines.images import ImageError
+
     try:
-        if isinstance(source, bytes):
-            gray = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_GRAYSCALE)
-            if gray is None:
-                return "the image bytes could not be decoded"
-        else:
-            gray = load_gray(source)
-        prep = prepare(gray, is_field=is_field, field_scorer=field_scorer,
-                       upside_down=upside_down)
+        prep = prepare(load_source(source), is_field=is_field, field_scorer=field_scorer)
     except (ImageError, ValueError) as err:
         return str(err)
     except Exception as err:  # a reader bug must not stop the other inputs
         return f"could not read {source if not isinstance(source, bytes) else 'image'}: " \
                f"{type(err).__name__}: {err}"
-    if keep_images:
-        return prep
+    return prep if keep_images else without_images(prep)
+
+
+def without_images(prep: Prepared) -> Prepared:
     return replace(prep, segmentations=[s.without_images() for s in prep.segmentations])
+
+
+# When an image is read again, a landscape page turned at least this much (degrees, by
+# `page.page_skew`) is also read straightened. Pages the field search handles as they are
+# (up to ~4 degrees) estimate 2.5-5 degrees, level ones up to ~1.5.
+PAGE_SKEW_FROM = 3.0
+
+
+def second_views(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
+                 keep_images: bool = True) -> list[Prepared]:
+    """The other ways to read an image the reader was unsure of: turned upside down and, for
+    a landscape page skewed by PAGE_SKEW_FROM degrees or more, straightened, both ways up.
+    Views where no field holds ink are left out."""
+    views: list[tuple[bool, float]] = [(True, 0.0)]
+    if not is_field and gray.shape[1] >= gray.shape[0]:
+        from pipelines.page import page_skew
+
+        angle = page_skew(gray)
+        if abs(angle) >= PAGE_SKEW_FROM:
+            views += [(False, angle), (True, angle)]
+    out = []
+    for upside_down, skew in views:
+        try:
+            prep = prepare(gray, is_field, field_scorer=field_scorer, upside_down=upside_down,
+                           skew=skew)
+        except ValueError:
+            continue
+        out.append(prep if keep_images else without_images(prep))
+    return out
 
 
 _WORKER_RANKER: FieldRanker | None = None

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Reading,
         decode_batch,
         load_reader,
-        reread_upside_down,
+        read_again,
     )
 
     if args.threads < 1:
@@ -125,12 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ready:
             want_alternatives = 3 if args.explain else 0
             readings = decode_batch(reader, ready, args.grammar, reject_below, want_alternatives)
-            turned = reread_upside_down(reader, [chunk[i] for i in ready_ids], readings,
-                                        args.field, [args.grammar] * len(ready), reject_below,
-                                        want_alternatives, keep_images=args.explain is not None)
+            again = read_again(reader, [chunk[i] for i in ready_ids], readings, args.field,
+                               [args.grammar] * len(ready), reject_below, want_alternatives,
+                               keep_images=args.explain is not None)
             for k, (i, prep, reading) in enumerate(zip(ready_ids, ready, readings)):
-                if k in turned:
-                    prep, reading = turned[k]
+                if k in again:
+                    prep, reading = again[k]
                 results[i] = reading
                 if args.explain:
                     from pipelines.explain import draw_explanation

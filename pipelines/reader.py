@@ -23,17 +23,19 @@ from pipelines.field_scorer import FieldScorer
 from pipelines.fields import unturn_box
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
-from pipelines.preparation import Prepared, prepare, prepare_source
+from pipelines.page import box_to_scan
+from pipelines.preparation import Prepared, load_source, prepare, second_views
 from pipelines.recognition import SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
 
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader.pt"
 DEFAULT_REJECT_BELOW = 0.5
-# A reading less confident than this is tried again with the scan turned upside down, and the
-# more confident reading is kept. On 300 training-split cheques, 76% of the upside-down scans
-# and 1.7% of the upright ones read below it (none of those correctly); at 0.3, 87% and 2.7%,
-# but the retries, run by the calling process, then cost ~10% of the batch reading speed.
-RETRY_TURNED_BELOW = 0.2
+# A reading less confident than this is tried again with the scan turned upside down (and
+# straightened, if skewed), keeping a more confident reading. On 300 training-split cheques,
+# 76% of the upside-down scans and 1.7% of the upright ones read below it (none of those
+# correctly); at 0.3, 87% and 2.7%, but the retries, run by the calling process, then cost ~10%
+# of the batch reading speed.
+RETRY_BELOW = 0.2
 GRAMMAR_VERSION = 2  # bump when the grammars' states or arcs change: old weights no longer fit
 
 
@@ -166,8 +168,10 @@ def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
     for s, i in zip(seg_ids, ilabels):
         x, y, w, h = (int(v) for v in boxes[s - starts[k]])
         box = (fx + x, fy + y, w, h)
-        if field.turns:  # a field found in the scan turned a quarter: back to the scan's pixels
+        if field.turns:  # a field found in the scan turned: back to the scan's pixels
             box = unturn_box(box, field.turns, prep.image_shape)
+        if prep.to_scan is not None:  # read straightened: the box around it in the scan
+            box = box_to_scan(box, prep.to_scan, prep.scan_shape)
         # The arc's score is -(class penalty + segment penalty): report their sum.
         pen = -float(graph.weight[idx[len(segments)]]) if i >= 0 else float("nan")
         segments.append(SegmentReading(box, CLASSES[i], pen))
@@ -254,40 +258,36 @@ def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None
                 "state_dict": reader.state_dict(), **extra}, Path(path))
 
 
-def reread_upside_down(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.ndarray],
-                       readings: Sequence[Reading], is_field: bool, grammars: Sequence[str],
-                       reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
-                       keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
-    """Read again, turned a half turn, the images read with a confidence under
-    RETRY_TURNED_BELOW (not those that failed); return, by index, the turned image's
-    preparation and reading wherever it reads more confidently and is not rejected (by
-    `reject_below`). `sources[i]` is the encoded
-    image, file or greyscale array that gave `readings[i]`, read with grammar `grammars[i]`."""
-    retry = [i for i, r in enumerate(readings)
-             if r.error is None and r.confidence < RETRY_TURNED_BELOW]
-    preps: dict[int, Prepared] = {}
-    for i in retry:
+def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.ndarray],
+               readings: Sequence[Reading], is_field: bool, grammars: Sequence[str],
+               reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+               keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
+    """Read again, in their `preparation.second_views` (upside down; straightened where the
+    page is skewed), the images read with a confidence under RETRY_BELOW (not those that
+    failed). Return, by index, the view's preparation and reading wherever one reads more
+    confidently than the first reading and is not rejected (by `reject_below`): an upright,
+    level scan is far likelier, so a rejected view says no more than the first reading.
+    `sources[i]` is the encoded image, file or greyscale array that gave `readings[i]`, read
+    with grammar `grammars[i]`."""
+    views: list[tuple[int, Prepared]] = []
+    for i, r in enumerate(readings):
+        if r.error is not None or r.confidence >= RETRY_BELOW:
+            continue
         source = sources[i]
-        if isinstance(source, np.ndarray):
-            try:
-                preps[i] = prepare(source, is_field, field_scorer=reader.field_proposer,
-                                   upside_down=True)
-            except ValueError:
-                continue
-        else:
-            prep = prepare_source(source, is_field, reader.field_proposer, keep_images,
-                                  upside_down=True)
-            if not isinstance(prep, str):
-                preps[i] = prep
+        try:
+            gray = source if isinstance(source, np.ndarray) else load_source(source)
+        except ValueError:  # it was read once: only a file changed meanwhile gets here
+            continue
+        views += [(i, p) for p in second_views(gray, is_field, reader.field_proposer,
+                                                keep_images)]
     better: dict[int, tuple[Prepared, Reading]] = {}
-    for grammar in sorted({grammars[i] for i in preps}):
-        ids = [i for i in preps if grammars[i] == grammar]
-        for i, turned in zip(ids, decode_batch(reader, [preps[i] for i in ids], grammar,
-                                               reject_below, alternatives)):
-            # An upright scan is far likelier: a turned reading that is rejected too says no
-            # more than the first one, whose amount and field box are kept.
-            if turned.confidence > readings[i].confidence and not turned.rejected:
-                better[i] = (preps[i], turned)
+    for grammar in sorted({grammars[i] for i, _ in views}):
+        mine = [(i, p) for i, p in views if grammars[i] == grammar]
+        for (i, prep), again in zip(mine, decode_batch(reader, [p for _, p in mine], grammar,
+                                                       reject_below, alternatives)):
+            best = better[i][1] if i in better else readings[i]
+            if again.confidence > best.confidence and not again.rejected:
+                better[i] = (prep, again)
     return better
 
 
@@ -295,12 +295,12 @@ def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = No
                 grammar: str = "us", is_field: bool = False,
                 reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
     """Read the amount of one cheque scan (a path or an (H, W[, 3]) array); a scan read with
-    little confidence is read upside down too (`reread_upside_down`)."""
+    little confidence is read again upside down, and straightened if skewed (`read_again`)."""
     from pipelines.images import as_gray, load_gray
 
     gray = load_gray(image) if isinstance(image, (str, Path)) else as_gray(image)
     reader = reader if reader is not None else load_reader()
     prep = prepare(gray, is_field=is_field, field_scorer=reader.field_proposer)
     reading = decode_batch(reader, [prep], grammar, reject_below)[0]
-    turned = reread_upside_down(reader, [gray], [reading], is_field, [grammar], reject_below)
-    return turned[0][1] if turned else reading
+    again = read_again(reader, [gray], [reading], is_field, [grammar], reject_below)
+    return again[0][1] if again else reading

@@ -297,20 +297,21 @@ def test_an_upside_down_scan_reads_as_upright(reader, is_field):
 
 
 def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
-    """A confident reading, or one that failed, is not read again; a retry that reads with
-    less confidence than the first reading is dropped."""
+    """A confident reading, or one that failed, is not read again; a view that reads with
+    less confidence than the first reading, or is rejected, is dropped. (The level scan has
+    no straightened views, so only the upside-down one is read.)"""
     import pipelines.reader as reader_module
-    from pipelines.reader import RETRY_TURNED_BELOW, Reading, reread_upside_down
+    from pipelines.reader import RETRY_BELOW, Reading, read_again
 
     gray = np.asarray(as_gray(np.full((60, 200), 240, np.uint8)))
-    sure = Reading("12", "12", RETRY_TURNED_BELOW, False, (0, 0, 1, 1))
+    sure = Reading("12", "12", RETRY_BELOW, False, (0, 0, 1, 1))
     failed = Reading(None, None, 0.0, True, None, error="could not read it")
 
     def no_call(*args, **kwargs):
         raise AssertionError("read again")
 
-    monkeypatch.setattr(reader_module, "prepare", no_call)
-    assert reread_upside_down(reader, [gray, gray], [sure, failed], False, ["us", "us"]) == {}
+    monkeypatch.setattr(reader_module, "second_views", no_call)
+    assert read_again(reader, [gray, gray], [sure, failed], False, ["us", "us"]) == {}
     monkeypatch.undo()
     rec = LABELS[4]
     from PIL import Image
@@ -319,10 +320,10 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
     first = read_cheque(scan, reader, grammar=rec["grammar"])
     # The scan is upright: turned upside down it reads with a confidence of about 0.14.
     doubt = Reading(first.amount, first.text, 0.19, True, first.field_box)
-    assert reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
+    assert read_again(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
     doubt.confidence = 0.1  # now less confident than the turned reading, which is rejected
-    assert reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
-    (turned,) = reread_upside_down(reader, [scan], [doubt], False, [rec["grammar"]],
-                                   reject_below=0.12).values()
+    assert read_again(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
+    (turned,) = read_again(reader, [scan], [doubt], False, [rec["grammar"]],
+                           reject_below=0.12).values()
     assert 0.12 <= turned[1].confidence < 0.19 and not turned[1].rejected
     assert turned[0].fields[0].turns == 2
