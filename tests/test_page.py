@@ -77,3 +77,18 @@ def test_a_skewed_scan_read_with_little_confidence_is_read_straightened():
     assert (skewed[y : y + h, x : x + w] < 100).mean() > 0.02
     upright = read_cheque(gray, reader, grammar=rec["grammar"])
     assert len(reading.segments) == len(upright.segments)
+
+
+def test_explain_draws_a_straightened_reading(tmp_path, capsys):
+    """`--explain` on a skewed scan read straightened draws the straightened page."""
+    from pipelines.read_cheque import main
+
+    rec = LABELS[4]
+    gray = cv2.imread(str(SAMPLES / rec["file"]), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(tmp_path / "skewed.png"), turned(gray, 8.0))
+    code = main([str(tmp_path / "skewed.png"), "--grammar", rec["grammar"], "--explain",
+                 str(tmp_path / "why.png")])
+    out = capsys.readouterr().out
+    assert code == 0 and out.split("\t")[1] == rec["amount"]
+    picture = cv2.imread(str(tmp_path / "why.png"))
+    assert picture is not None and picture.shape[1] >= 900
