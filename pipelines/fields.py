@@ -56,6 +56,7 @@ class PageInk:
     rules_v: np.ndarray  # (S, 3) y0, y1, x of vertical rule segments
     printed: np.ndarray  # (P, 4) x0, y0, x1, y1 of the insides of printed rectangles
     ref_h: float  # median height of the text components
+    ink: np.ndarray  # (h, w) uint8 ink mask, rules included (for the page's skew)
 
 
 def whole_image_field(gray: np.ndarray) -> FieldCandidate:
@@ -164,7 +165,7 @@ def analyse_page(small: np.ndarray) -> PageInk:
         small.shape, cv2.integral(mask), boxes,
         np.stack([rh[:, 0], rh[:, 2], (rh[:, 1] + rh[:, 3]) / 2], 1),
         np.stack([rv[:, 1], rv[:, 3], (rv[:, 0] + rv[:, 2]) / 2], 1),
-        printed_boxes(rules), median(tall) if len(tall) else 10.0)
+        printed_boxes(rules), median(tall) if len(tall) else 10.0, ink)
 
 
 def _line_order(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -361,20 +362,22 @@ def _prior(f: np.ndarray) -> np.ndarray:
             + np.minimum(f[:, 15], 1.5))
 
 
-def propose_fields(gray: np.ndarray, limit: int = MAX_CANDIDATES) -> list[FieldCandidate]:
+def propose_fields(gray: np.ndarray, limit: int = MAX_CANDIDATES, page: PageInk | None = None
+                   ) -> list[FieldCandidate]:
     """Candidate amount fields of a cheque scan (H, W) uint8, boxes in image pixels (with a
-    margin), best first by a hand-set prior; [] for a blank or tiny image."""
+    margin), best first by a hand-set prior; [] for a blank or tiny image. `page`: the
+    `analyse_page` of `to_working(gray)`, when the caller has it already."""
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise TypeError(f"expected a 2-D uint8 greyscale image, got {gray.dtype} {gray.shape}")
     H, W = gray.shape
     scale = WORK_WIDTH / W if W else 0.0
     if W < 16 or H * scale < 16:
         return []
-    small = to_working(gray)
-    page = analyse_page(small)
+    if page is None:
+        page = analyse_page(to_working(gray))
     rects, info = candidate_groups(page)
     w, h = rects[:, 2] - rects[:, 0], rects[:, 3] - rects[:, 1]
-    keep = (h >= 4) & (w >= 3) & (w <= 0.6 * small.shape[1]) & (h <= 0.4 * small.shape[0])
+    keep = (h >= 4) & (w >= 3) & (w <= 0.6 * page.shape[1]) & (h <= 0.4 * page.shape[0])
     rects, info = rects[keep], info[keep]
     if not len(rects):
         return []

@@ -12,23 +12,48 @@ import cv2
 import numpy as np
 
 from pipelines.fields import Box, ink_masks, to_working
-from pipelines.segmentation import estimate_skew
+from pipelines.segmentation import sharpest_angle
 
 MAX_PAGE_SKEW = 12.0  # degrees either way that `page_skew` looks at
-SKEW_SAMPLE = 40_000  # ink pixels of the working-scale page that vote, at most
+COARSE_STEP = 3.0  # degrees between the angles of the first look
+COARSE_SAMPLE = 4_000  # ink pixels that vote in the first look, at most
+FINE_SAMPLE = 20_000  # and in the second, half-degree look around its answer
 
 
 def page_skew(gray: np.ndarray) -> float:
     """Angle (degrees, `segmentation.estimate_skew`'s convention) that levels the ink of a
-    page (H, W) uint8, within MAX_PAGE_SKEW, in steps of half a degree."""
-    ink = ink_masks(to_working(gray))[0].astype(bool)
-    ys, xs = np.nonzero(ink)
-    if len(ys) > SKEW_SAMPLE:  # an even subsample: every k-th ink pixel in raster order
-        keep = np.arange(0, len(ys), len(ys) // SKEW_SAMPLE + 1)
-        sparse = np.zeros_like(ink)
-        sparse[ys[keep], xs[keep]] = True
-        ink = sparse
-    return estimate_skew(ink, max_angle=MAX_PAGE_SKEW)
+    page (H, W) uint8, within MAX_PAGE_SKEW; see `ink_skew`."""
+    return ink_skew(ink_masks(to_working(gray))[0])
+
+
+def ink_skew(ink: np.ndarray) -> float:
+    """Angle that levels a (working-scale) ink mask: 0 when a first look, every COARSE_STEP
+    degrees, finds the rows sharpest level (the page is within ~1.5 degrees of level, which
+    the field search and the segmentation's own deskew handle); else the sharpest angle in
+    half degrees around the first look's. Cheap for a level page: one small look."""
+    pts = _ink_points(ink[::2, ::2])  # the first look at half scale (angles are the same)
+    if len(pts) < 20:
+        return 0.0
+    coarse = np.arange(-MAX_PAGE_SKEW, MAX_PAGE_SKEW + 1e-6, COARSE_STEP)
+    pts = pts[_every_kth(len(pts), COARSE_SAMPLE)]
+    first = sharpest_angle(pts[:, 1], pts[:, 0], coarse)
+    if first == 0.0:
+        return 0.0
+    fine = np.arange(first - COARSE_STEP + 0.5, first + COARSE_STEP - 0.25, 0.5)
+    pts = _ink_points(ink)
+    pts = pts[_every_kth(len(pts), FINE_SAMPLE)]
+    return sharpest_angle(pts[:, 1], pts[:, 0], fine)
+
+
+def _ink_points(mask: np.ndarray) -> np.ndarray:
+    """(N, 2) x, y of the nonzero pixels of a uint8 mask (OpenCV finds them ~3x faster)."""
+    found = cv2.findNonZero(np.ascontiguousarray(mask))
+    return np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
+
+
+def _every_kth(n: int, most: int) -> slice:
+    """An even subsample of at most `most` of n items (every k-th, in order)."""
+    return slice(None) if n <= most else slice(None, None, n // most + 1)
 
 
 def straighten(gray: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:

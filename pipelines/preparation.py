@@ -15,12 +15,25 @@ from typing import Protocol
 import numpy as np
 
 from pipelines.charimage import to_lenet_batch
-from pipelines.fields import FieldCandidate, FieldRanker, propose_fields, whole_image_field
+from pipelines.fields import (
+    FieldCandidate,
+    FieldRanker,
+    analyse_page,
+    propose_fields,
+    to_working,
+    whole_image_field,
+)
+from pipelines.page import ink_skew, straighten
 from pipelines.segmentation import Segmentation, segment_field
 
 # Reading keeps the candidate fields the proposer scores within this much (log) of its best:
 # chosen on validation cheques (see the model card), it reads as well as keeping all three.
 FIELD_BEAM = 4.0
+# A landscape page skewed this much (degrees, by `page.ink_skew`) or more is read straightened.
+# Level pages estimate 0 (within ~1.5 degrees of level, which the field search and the
+# segmentation's own deskew handle); pages turned 2 degrees estimate 0-3.5, turned 4 degrees
+# 2.5-5.5 (on the samples).
+PAGE_SKEW_FROM = 3.0
 
 
 class HasRanker(Protocol):
@@ -62,23 +75,30 @@ def as_ranker(field_scorer: FieldChooser | None) -> FieldRanker | None:
 
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
             field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
-            upside_down: bool = False, skew: float = 0.0) -> Prepared:
+            upside_down: bool = False, straighten_from: float | None = PAGE_SKEW_FROM
+            ) -> Prepared:
     """Propose fields (or take the whole image), segment each and normalise every candidate
     character for LeNet. Raises ValueError when no field holds ink.
 
     With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
     than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
-    A portrait image is searched as it is and turned a quarter either way, keeping that many
-    of each orientation. With `upside_down`, the image is searched turned a half turn instead,
-    and only so (the reader's second try at a scan it read with little confidence). A
-    non-zero `skew` straightens the image first (`page.straighten`).
+    A landscape scan whose page is skewed by `straighten_from` degrees or more
+    (`page.ink_skew`; None: never) is read straightened (`page.straighten`). A portrait image
+    is searched as it is and turned a quarter either way, keeping that many of each
+    orientation. With `upside_down`, the image is searched turned a half turn instead, and
+    only so (the reader's second try at a scan it read with little confidence).
     """
     scan_shape = (image.shape[0], image.shape[1])
-    to_scan = None
-    if skew:
-        from pipelines.page import straighten
-
-        image, to_scan = straighten(image, skew)
+    to_scan, skew, page = None, 0.0, None
+    if not is_field and image.shape[0] <= image.shape[1]:
+        page = analyse_page(to_working(image))  # shared with the field search
+        if straighten_from is not None:
+            skew = ink_skew(page.ink)
+            if abs(skew) >= straighten_from:
+                image, to_scan = straighten(image, skew)
+                page = None
+            else:
+                skew = 0.0
     # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of an
     # upright one), so its fields are also looked for a quarter turn either way, and the
     # recognizer and the grammar choose among them all.
@@ -95,7 +115,8 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         if is_field:
             candidates.append(replace(whole_image_field(turned[t]), turns=t))
         else:
-            found = [replace(c, turns=t) for c in propose_fields(turned[t])]
+            found = [replace(c, turns=t)
+                     for c in propose_fields(turned[t], page=None if t else page)]
             candidates += best_fields(found, ranker, max_fields, field_beam)
     fields, segs = [], []
     for cand in candidates:
@@ -166,33 +187,16 @@ def without_images(prep: Prepared) -> Prepared:
     return replace(prep, segmentations=[s.without_images() for s in prep.segmentations])
 
 
-# When an image is read again, a landscape page turned at least this much (degrees, by
-# `page.page_skew`) is also read straightened. Pages the field search handles as they are
-# (up to ~4 degrees) estimate 2.5-5 degrees, level ones up to ~1.5.
-PAGE_SKEW_FROM = 3.0
-
-
 def second_views(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
                  keep_images: bool = True) -> list[Prepared]:
-    """The other ways to read an image the reader was unsure of: turned upside down and, for
-    a landscape page skewed by PAGE_SKEW_FROM degrees or more, straightened, both ways up.
-    Views where no field holds ink are left out."""
-    views: list[tuple[bool, float]] = [(True, 0.0)]
-    if not is_field and gray.shape[1] >= gray.shape[0]:
-        from pipelines.page import page_skew
-
-        angle = page_skew(gray)
-        if abs(angle) >= PAGE_SKEW_FROM:
-            views += [(False, angle), (True, angle)]
-    out = []
-    for upside_down, skew in views:
-        try:
-            prep = prepare(gray, is_field, field_scorer=field_scorer, upside_down=upside_down,
-                           skew=skew)
-        except ValueError:
-            continue
-        out.append(prep if keep_images else without_images(prep))
-    return out
+    """The other ways to read an image the reader was unsure of: for now, turned upside down
+    (straightened too when skewed, as `prepare` does). Views where no field holds ink are
+    left out."""
+    try:
+        prep = prepare(gray, is_field, field_scorer=field_scorer, upside_down=True)
+    except ValueError:
+        return []
+    return [prep if keep_images else without_images(prep)]
 
 
 _WORKER_RANKER: FieldRanker | None = None

@@ -30,8 +30,8 @@ from pipelines.recognizer import load_recognizer
 
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader.pt"
 DEFAULT_REJECT_BELOW = 0.5
-# A reading less confident than this is tried again with the scan turned upside down (and
-# straightened, if skewed), keeping a more confident reading. On 300 training-split cheques,
+# A reading less confident than this is tried again with the scan turned upside down, keeping
+# a more confident reading. On 300 training-split cheques,
 # 76% of the upside-down scans and 1.7% of the upright ones read below it (none of those
 # correctly); at 0.3, 87% and 2.7%, but the retries, run by the calling process, then cost ~10%
 # of the batch reading speed.
@@ -262,11 +262,11 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
                readings: Sequence[Reading], is_field: bool, grammars: Sequence[str],
                reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
                keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
-    """Read again, in their `preparation.second_views` (upside down; straightened where the
-    page is skewed), the images read with a confidence under RETRY_BELOW (not those that
-    failed). Return, by index, the view's preparation and reading wherever one reads more
-    confidently than the first reading and is not rejected (by `reject_below`): an upright,
-    level scan is far likelier, so a rejected view says no more than the first reading.
+    """Read again, in their `preparation.second_views` (upside down), the images read with a
+    confidence under RETRY_BELOW (not those that failed). Return, by index, the view's
+    preparation and reading wherever one reads more confidently than the first reading and
+    is not rejected (by `reject_below`): an upright scan is far likelier, so a rejected view
+    says no more than the first reading.
     `sources[i]` is the encoded image, file or greyscale array that gave `readings[i]`, read
     with grammar `grammars[i]`."""
     views: list[tuple[int, Prepared]] = []
@@ -295,7 +295,7 @@ def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = No
                 grammar: str = "us", is_field: bool = False,
                 reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
     """Read the amount of one cheque scan (a path or an (H, W[, 3]) array); a scan read with
-    little confidence is read again upside down, and straightened if skewed (`read_again`)."""
+    little confidence is read again upside down (`read_again`)."""
     from pipelines.images import as_gray, load_gray
 
     gray = load_gray(image) if isinstance(image, (str, Path)) else as_gray(image)

@@ -164,8 +164,13 @@ def estimate_skew(mask: np.ndarray, max_angle: float = 3.0) -> float:
     ys, xs = np.nonzero(mask)
     if len(xs) < 20:
         return 0.0
+    return sharpest_angle(ys, xs, np.arange(-max_angle, max_angle + 1e-6, 0.5))
+
+
+def sharpest_angle(ys: np.ndarray, xs: np.ndarray, angles: np.ndarray) -> float:
+    """Of `angles` (degrees), the rotation that makes the row projection of ink pixels
+    (ys, xs) sharpest (the largest sum of squared row counts); the first of equals."""
     xs = xs - xs.mean()
-    angles = np.arange(-max_angle, max_angle + 1e-6, 0.5)
     rows = np.round(ys + xs * np.tan(np.radians(angles))[:, None]).astype(np.int64)  # (A, N)
     rows -= rows.min(1, keepdims=True)
     span = int(rows.max()) + 1  # every angle's row histogram in one bincount

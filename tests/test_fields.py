@@ -205,7 +205,7 @@ def test_piece_starts_match_a_line_by_line_scan(seed):
     x = rng.integers(0, 7, 30) * 500 + rng.integers(0, 280, 30) + 0.5
     rules_v = np.stack([z, z + rng.integers(20, 60, 30), x], 1).astype(np.float32)
     page = PageInk((60, 4000), np.zeros((61, 4001)), b, np.zeros((0, 3), np.float32), rules_v,
-                   np.zeros((0, 4), np.float32), 10.0)
+                   np.zeros((0, 4), np.float32), 10.0, np.zeros((60, 4000), np.uint8))
     assert _piece_starts(b, starts, page).tolist() == _piece_starts_line_by_line(b, starts,
                                                                                  rules_v)
 

@@ -56,9 +56,9 @@ def test_a_box_straightened_and_mapped_back_covers_the_same_ink(angle, x, y, w, 
     assert 0 <= bx and 0 <= by and bx + bw <= 320 and by + bh <= 160
 
 
-def test_a_skewed_scan_read_with_little_confidence_is_read_straightened():
-    """A cheque turned 8 degrees misreads with little confidence; read again straightened it
-    reads as upright, its boxes in the skewed scan's own pixels."""
+def test_a_skewed_scan_is_read_straightened():
+    """A cheque turned 8 degrees misreads as it is; `prepare` straightens it, and it reads as
+    upright, its boxes in the skewed scan's own pixels. A level scan is not straightened."""
     from pipelines.preparation import prepare
     from pipelines.reader import decode_batch, load_reader, read_cheque
 
@@ -66,9 +66,12 @@ def test_a_skewed_scan_read_with_little_confidence_is_read_straightened():
     rec = LABELS[4]
     gray = cv2.imread(str(SAMPLES / rec["file"]), cv2.IMREAD_GRAYSCALE)
     skewed = turned(gray, 8.0)
-    first = decode_batch(reader, [prepare(skewed, field_scorer=reader.field_proposer)],
-                         rec["grammar"])[0]
-    assert first.amount != rec["amount"] and first.confidence < 0.2
+    as_is = prepare(skewed, field_scorer=reader.field_proposer, straighten_from=None)
+    assert as_is.to_scan is None
+    assert decode_batch(reader, [as_is], rec["grammar"])[0].amount != rec["amount"]
+    prep = prepare(skewed, field_scorer=reader.field_proposer)
+    assert abs(prep.skew - 8.0) <= 1.5 and prep.scan_shape == skewed.shape
+    assert prepare(gray, field_scorer=reader.field_proposer).to_scan is None
     reading = read_cheque(skewed, reader, grammar=rec["grammar"])
     assert reading.amount == rec["amount"] and reading.confidence > 0.9
     # the field box, in the skewed scan, holds the ink of the amount (dark pixels inside)
@@ -80,7 +83,7 @@ def test_a_skewed_scan_read_with_little_confidence_is_read_straightened():
 
 
 def test_explain_draws_a_straightened_reading(tmp_path, capsys):
-    """`--explain` on a skewed scan read straightened draws the straightened page."""
+    """`--explain` on a skewed scan, read straightened, draws the straightened page."""
     from pipelines.read_cheque import main
 
     rec = LABELS[4]
