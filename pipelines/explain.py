@@ -74,10 +74,10 @@ def _text_panel(reading: Reading, width: int) -> np.ndarray:
 def draw_explanation(gray: np.ndarray, prep: Prepared, reading: Reading, out: Path) -> None:
     """Write the explanation picture of one reading to `out` (PNG)."""
     k = reading.field_index or 0
-    if prep.to_scan is not None:  # read straightened: drawn straightened
-        from pipelines.page import box_to_scan, straighten
+    if prep.to_scan is not None:  # read enlarged or straightened: drawn so
+        from pipelines.page import box_to_scan, reading_canvas
 
-        gray, _ = straighten(gray, prep.skew)
+        gray, _ = reading_canvas(gray, prep.scale, prep.skew)
         to_canvas = cv2.invertAffineTransform(prep.to_scan)
         segments = [replace(s, box=box_to_scan(s.box, to_canvas, gray.shape))
                     for s in reading.segments]

@@ -71,6 +71,33 @@ def straighten(gray: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     return canvas, cv2.invertAffineTransform(m)
 
 
+def scaled(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """The page resized by `scale` (cubic), and the (2, 3) map from its pixels back to the
+    scan's (None for a scale of 1: the page itself)."""
+    if scale == 1.0:
+        return gray, None
+    out = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return out, np.array([[1 / scale, 0.0, 0.0], [0.0, 1 / scale, 0.0]])
+
+
+def then(outer: np.ndarray | None, inner: np.ndarray) -> np.ndarray:
+    """The (2, 3) map `inner` followed by `outer` (None: nothing more)."""
+    if outer is None:
+        return inner
+    return outer[:, :2] @ inner + np.array([[0.0, 0.0, outer[0, 2]], [0.0, 0.0, outer[1, 2]]])
+
+
+def reading_canvas(gray: np.ndarray, scale: float, skew: float
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The page as the reader reads it, `scaled` then `straighten`ed by `skew` (0: not), and
+    the (2, 3) map from its pixels back to the scan's (None when it is the scan itself)."""
+    page, to_scan = scaled(gray, scale)
+    if skew:
+        page, back = straighten(page, skew)
+        to_scan = then(to_scan, back)
+    return page, to_scan
+
+
 def box_to_scan(box: Box, to_scan: np.ndarray, shape: tuple[int, int]) -> Box:
     """The bounding box, in a scan of `shape` (H, W), of box (x, y, w, h) of a canvas whose
     pixels `to_scan` (2, 3) maps to the scan's; clipped to the scan."""

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.page import box_to_scan, page_skew, straighten
+from pipelines.page import box_to_scan, page_skew, reading_canvas
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 LABELS = [json.loads(line) for line in (SAMPLES / "labels.jsonl").read_text().splitlines()]
@@ -36,15 +36,19 @@ def test_page_skew_measures_a_turn_of_the_page(degrees):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.floats(-12, 12), st.integers(0, 250), st.integers(0, 100), st.integers(8, 60),
-       st.integers(8, 40))
-def test_a_box_straightened_and_mapped_back_covers_the_same_ink(angle, x, y, w, h):
-    """Ink in box (x, y, w, h) of a scan lies, straightened, in some canvas box; that box
-    mapped back by `box_to_scan` holds the scan box and is not much larger."""
+@given(st.floats(-12, 12), st.sampled_from([1.0, 1.5, 2.5]), st.integers(0, 250),
+       st.integers(0, 100), st.integers(8, 60), st.integers(8, 40))
+def test_a_box_read_enlarged_and_straightened_maps_back_to_the_same_ink(angle, scale, x, y, w,
+                                                                         h):
+    """Ink in box (x, y, w, h) of a scan lies, in the page as read (`reading_canvas`: enlarged,
+    straightened), in some box; that box mapped back by `box_to_scan` holds the scan box and
+    is not much larger."""
     scan = np.full((160, 320), 255, np.uint8)
     w, h = min(w, 320 - x), min(h, 160 - y)
     scan[y : y + h, x : x + w] = 0
-    canvas, to_scan = straighten(scan, angle)
+    canvas, to_scan = reading_canvas(scan, scale, angle)
+    if to_scan is None:
+        to_scan = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     ys, xs = np.nonzero(canvas < 128)
     inked = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
              int(ys.max() - ys.min() + 1))
@@ -95,3 +99,25 @@ def test_explain_draws_a_straightened_reading(tmp_path, capsys):
     assert code == 0 and out.split("\t")[1] == rec["amount"]
     picture = cv2.imread(str(tmp_path / "why.png"))
     assert picture is not None and picture.shape[1] >= 900
+
+
+def test_a_small_scan_is_read_enlarged():
+    """A cheque scanned at about 100 dpi (a third of the samples' size) is read enlarged, its
+    field box in the small scan's own pixels."""
+    from pipelines.preparation import MIN_LONG_SIDE, prepare
+    from pipelines.reader import load_reader, read_cheque
+
+    reader = load_reader()
+    rec = LABELS[4]
+    gray = cv2.imread(str(SAMPLES / rec["file"]), cv2.IMREAD_GRAYSCALE)
+    small = cv2.resize(gray, None, fx=0.35, fy=0.35, interpolation=cv2.INTER_AREA)
+    assert max(small.shape) < MIN_LONG_SIDE
+    prep = prepare(small, field_scorer=reader.field_proposer)
+    assert prep.scale > 2 and prep.scan_shape == small.shape
+    reading = read_cheque(small, reader, grammar=rec["grammar"])
+    assert reading.amount == rec["amount"]
+    big = read_cheque(gray, reader, grammar=rec["grammar"]).field_box
+    x, y, w, h = reading.field_box
+    assert abs(x - big[0] * 0.35) < 8 and abs(y - big[1] * 0.35) < 8
+    assert abs(w - big[2] * 0.35) < 10 and abs(h - big[3] * 0.35) < 10
+    assert prepare(gray, field_scorer=reader.field_proposer).scale == 1.0
