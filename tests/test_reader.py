@@ -329,20 +329,27 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
     assert turned[0].fields[0].turns == 2
 
 
-def test_a_faded_scan_reads_as_the_original(reader):
-    """A scan with a sixth of its contrast left (light ink on pale paper) is stretched back to
-    full contrast; a scan with dark ink, and a blank page, are left as they are."""
+def test_faded_dark_and_negative_scans_read_as_the_original(reader):
+    """A scan with a sixth of its contrast left (light ink on pale paper), an underexposed one
+    and a negative are brought back to dark ink on light paper; a scan with dark ink, and a
+    blank page, are left as they are."""
     from PIL import Image
 
-    from pipelines.preparation import restore_contrast
+    from pipelines.preparation import restore_contrast, undo_negative
 
     rec = LABELS[4]
     gray = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
     faded = (255 - (255 - gray.astype(np.float32)) / 6).astype(np.uint8)
-    assert restore_contrast(gray) is gray
+    dark = (gray * 0.35).astype(np.uint8)
+    negative = 255 - gray
+    assert restore_contrast(gray) is gray and undo_negative(gray) is gray
     blank = np.full((300, 700), 200, np.uint8)
-    assert restore_contrast(blank) is blank
-    restored = restore_contrast(faded)
-    assert restored.min() == 0 and restored.max() == 255
-    reading = read_cheque(faded, reader, grammar=rec["grammar"])
-    assert reading.amount == rec["amount"] and reading.confidence > 0.9
+    assert restore_contrast(blank) is blank and undo_negative(blank) is blank
+    assert undo_negative(dark) is dark  # dark, but the ink is the darker minority
+    assert np.array_equal(undo_negative(negative), gray)
+    for scan in (faded, dark):
+        restored = restore_contrast(scan)
+        assert restored.min() == 0 and restored.max() == 255
+    for scan in (faded, dark, negative):
+        reading = read_cheque(scan, reader, grammar=rec["grammar"])
+        assert reading.amount == rec["amount"] and reading.confidence > 0.9
