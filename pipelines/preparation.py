@@ -93,7 +93,7 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     """
     image = restore_contrast(undo_negative(image))
     scan_shape = (image.shape[0], image.shape[1])
-    scale = 1.0 if is_field else upscale_factor(image.shape)
+    scale = upscale_factor(image.shape, is_field)
     image, to_scan = scaled(image, scale)
     skew, page = 0.0, None
     if not is_field and image.shape[0] <= image.shape[1]:
@@ -152,10 +152,15 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
 # 6, 7, 10 and 10 right as they are, 12, 11, 10 and 11 enlarged; at 0.6 (1057), 12 either way.
 MIN_LONG_SIDE = 1000
 UPSCALE_TO = 1400
+MIN_FIELD_HEIGHT = 64
+FIELD_UPSCALE_TO = 110
 
 
-def upscale_factor(shape: tuple[int, ...]) -> float:
-    """How much to enlarge a cheque scan of `shape` (H, W) before reading it (1: not)."""
+def upscale_factor(shape: tuple[int, ...], is_field: bool = False) -> float:
+    """How much to enlarge a cheque scan (or with `is_field`, an amount-field image) of
+    `shape` (H, W) before reading it (1: not)."""
+    if is_field:
+        return FIELD_UPSCALE_TO / shape[0] if 0 < shape[0] < MIN_FIELD_HEIGHT else 1.0
     long_side = max(shape[0], shape[1])
     return UPSCALE_TO / long_side if 0 < long_side < MIN_LONG_SIDE else 1.0
 

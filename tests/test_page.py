@@ -121,3 +121,24 @@ def test_a_small_scan_is_read_enlarged():
     assert abs(x - big[0] * 0.35) < 8 and abs(y - big[1] * 0.35) < 8
     assert abs(w - big[2] * 0.35) < 10 and abs(h - big[3] * 0.35) < 10
     assert prepare(gray, field_scorer=reader.field_proposer).scale == 1.0
+
+
+def test_a_small_field_image_is_read_enlarged():
+    """An amount-field image under MIN_FIELD_HEIGHT pixels tall is read enlarged; its field
+    box is the whole small image."""
+    from pipelines.preparation import MIN_FIELD_HEIGHT, prepare
+    from pipelines.reader import load_reader, read_cheque
+
+    reader = load_reader()
+    rec = LABELS[4]
+    gray = cv2.imread(str(SAMPLES / rec["file"]), cv2.IMREAD_GRAYSCALE)
+    x, y, w, h = read_cheque(gray, reader, grammar=rec["grammar"]).field_box
+    field = gray[y - 10 : y + h + 10, x - 10 : x + w + 10]
+    small = cv2.resize(field, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+    assert small.shape[0] < MIN_FIELD_HEIGHT
+    prep = prepare(small, is_field=True)
+    assert prep.scale > 1 and prep.scan_shape == small.shape
+    reading = read_cheque(small, reader, grammar=rec["grammar"], is_field=True)
+    assert reading.amount == rec["amount"]
+    fx, fy, fw, fh = reading.field_box
+    assert fx >= 0 and fy >= 0 and fx + fw <= small.shape[1] and fy + fh <= small.shape[0]
