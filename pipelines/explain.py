@@ -77,7 +77,7 @@ def draw_explanation(gray: np.ndarray, prep: Prepared, reading: Reading, out: Pa
     if prep.to_scan is not None:  # read enlarged or straightened: drawn so
         from pipelines.page import box_to_scan, reading_canvas
 
-        gray, _ = reading_canvas(gray, prep.scale, prep.skew)
+        gray, _ = reading_canvas(gray, prep.crop, prep.scale, prep.skew)
         to_canvas = cv2.invertAffineTransform(prep.to_scan)
         segments = [replace(s, box=box_to_scan(s.box, to_canvas, gray.shape))
                     for s in reading.segments]

@@ -71,6 +71,39 @@ def straighten(gray: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     return canvas, cv2.invertAffineTransform(m)
 
 
+CROP_BELOW = 0.6  # a page whose print and writing cover less of it is cropped to them
+CROP_MARGIN = 0.03  # around them, in parts of the page's longer side
+
+
+def content_box(ink: np.ndarray, shape: tuple[int, int]) -> Box | None:
+    """The box (x, y, w, h), in pixels of a page of `shape` (H, W), around the print and
+    writing of its working-scale ink mask (rows and columns with at least 3 ink pixels), with
+    a margin: a cheque on a larger scanned page. None when that covers CROP_BELOW of the page
+    or more, or the page holds no ink."""
+    rows = np.flatnonzero(np.count_nonzero(ink, axis=1) >= 3)
+    cols = np.flatnonzero(np.count_nonzero(ink, axis=0) >= 3)
+    if not len(rows) or not len(cols):
+        return None
+    h, w = ink.shape
+    if (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) >= CROP_BELOW * h * w:
+        return None
+    fy, fx = shape[0] / h, shape[1] / w
+    margin = CROP_MARGIN * max(shape)
+    x0, y0 = max(0, int(cols[0] * fx - margin)), max(0, int(rows[0] * fy - margin))
+    x1 = min(shape[1], int((cols[-1] + 1) * fx + margin))
+    y1 = min(shape[0], int((rows[-1] + 1) * fy + margin))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def cropped(gray: np.ndarray, box: Box | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The page cut to `box` (None: the whole page), and the (2, 3) map from its pixels back
+    to the page's (None when it is the page itself)."""
+    if box is None:
+        return gray, None
+    x, y, w, h = box
+    return gray[y : y + h, x : x + w], np.array([[1.0, 0.0, x], [0.0, 1.0, y]])
+
+
 def scaled(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray | None]:
     """The page resized by `scale` (cubic), and the (2, 3) map from its pixels back to the
     scan's (None for a scale of 1: the page itself)."""
@@ -87,11 +120,15 @@ def then(outer: np.ndarray | None, inner: np.ndarray) -> np.ndarray:
     return outer[:, :2] @ inner + np.array([[0.0, 0.0, outer[0, 2]], [0.0, 0.0, outer[1, 2]]])
 
 
-def reading_canvas(gray: np.ndarray, scale: float, skew: float
+def reading_canvas(gray: np.ndarray, crop: Box | None, scale: float, skew: float
                    ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The page as the reader reads it, `scaled` then `straighten`ed by `skew` (0: not), and
-    the (2, 3) map from its pixels back to the scan's (None when it is the scan itself)."""
-    page, to_scan = scaled(gray, scale)
+    """The page as the reader reads it, `cropped` to `crop`, `scaled`, then `straighten`ed by
+    `skew` (0: not), and the (2, 3) map from its pixels back to the scan's (None when it is
+    the scan itself)."""
+    page, to_scan = cropped(gray, crop)
+    page, back = scaled(page, scale)
+    if back is not None:
+        to_scan = then(to_scan, back)
     if skew:
         page, back = straighten(page, skew)
         to_scan = then(to_scan, back)

@@ -24,7 +24,7 @@ from pipelines.fields import (
     to_working,
     whole_image_field,
 )
-from pipelines.page import ink_skew, scaled, straighten, then
+from pipelines.page import content_box, cropped, ink_skew, scaled, straighten, then
 from pipelines.segmentation import Segmentation, segment_field
 
 # Reading keeps the candidate fields the proposer scores within this much (log) of its best:
@@ -56,13 +56,14 @@ class Prepared:
     inputs: np.ndarray  # (sum of arcs, 1, 32, 32) float32
     field_features: np.ndarray  # (K, F) float32
     image_shape: tuple[int, int] = (0, 0)  # (H, W) of the image, for boxes of turned fields
-    # A page read enlarged (by `scale`) and/or straightened (by `skew` degrees,
-    # `page.reading_canvas`): the (2, 3) map from the pixels of the page read (`image_shape`)
+    # A page read cut to `crop`, enlarged by `scale` and/or straightened by `skew` degrees
+    # (`page.reading_canvas`): the (2, 3) map from the pixels of the page read (`image_shape`)
     # back to the scan's, and the scan's (H, W).
     skew: float = 0.0
     to_scan: np.ndarray | None = None
     scan_shape: tuple[int, int] = (0, 0)
     scale: float = 1.0
+    crop: tuple[int, int, int, int] | None = None  # the part of the scan read (x, y, w, h)
 
     @property
     def arc_counts(self) -> list[int]:
@@ -93,11 +94,21 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     """
     image = restore_contrast(undo_negative(image))
     scan_shape = (image.shape[0], image.shape[1])
+    crop, page = None, None
+    if not is_field:  # a cheque on a larger scanned page: cut to its print and writing
+        page = analyse_page(to_working(image))  # shared with the field search if not cut
+        crop = content_box(page.ink, scan_shape)
+    image, to_scan = cropped(image, crop)
     scale = upscale_factor(image.shape, is_field)
-    image, to_scan = scaled(image, scale)
-    skew, page = 0.0, None
+    image, back = scaled(image, scale)
+    if back is not None:
+        to_scan = then(to_scan, back)
+    if crop is not None or back is not None or image.shape[0] > image.shape[1]:
+        page = None
+    skew = 0.0
     if not is_field and image.shape[0] <= image.shape[1]:
-        page = analyse_page(to_working(image))  # shared with the field search
+        if page is None:
+            page = analyse_page(to_working(image))  # shared with the field search
         if straighten_from is not None:
             skew = ink_skew(page.ink)
             if abs(skew) >= straighten_from:
@@ -144,7 +155,7 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         heights += [seg.line.height] * len(p)
     inputs = to_lenet_batch(patches, heights, tops)
     return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]),
-                    (image.shape[0], image.shape[1]), skew, to_scan, scan_shape, scale)
+                    (image.shape[0], image.shape[1]), skew, to_scan, scan_shape, scale, crop)
 
 
 # A cheque scan whose longer side is under MIN_LONG_SIDE pixels (under ~150 dpi) is read

@@ -36,17 +36,21 @@ def test_page_skew_measures_a_turn_of_the_page(degrees):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.floats(-12, 12), st.sampled_from([1.0, 1.5, 2.5]), st.integers(0, 250),
-       st.integers(0, 100), st.integers(8, 60), st.integers(8, 40))
-def test_a_box_read_enlarged_and_straightened_maps_back_to_the_same_ink(angle, scale, x, y, w,
-                                                                         h):
-    """Ink in box (x, y, w, h) of a scan lies, in the page as read (`reading_canvas`: enlarged,
-    straightened), in some box; that box mapped back by `box_to_scan` holds the scan box and
-    is not much larger."""
+@given(st.floats(-12, 12), st.sampled_from([1.0, 1.5, 2.5]), st.booleans(),
+       st.integers(0, 250), st.integers(0, 100), st.integers(8, 60), st.integers(8, 40))
+def test_a_box_read_cut_enlarged_and_straightened_maps_back_to_the_same_ink(angle, scale, cut,
+                                                                             x, y, w, h):
+    """Ink in box (x, y, w, h) of a scan lies, in the page as read (`reading_canvas`: cut
+    around it, enlarged, straightened), in some box; that box mapped back by `box_to_scan`
+    holds the scan box and is not much larger."""
     scan = np.full((160, 320), 255, np.uint8)
     w, h = min(w, 320 - x), min(h, 160 - y)
     scan[y : y + h, x : x + w] = 0
-    canvas, to_scan = reading_canvas(scan, scale, angle)
+    crop = None
+    if cut:  # paper around the ink, as `content_box` leaves it
+        x0, y0 = max(0, x - w), max(0, y - h)
+        crop = (x0, y0, min(320, x + 2 * w) - x0, min(160, y + 2 * h) - y0)
+    canvas, to_scan = reading_canvas(scan, crop, scale, angle)
     if to_scan is None:
         to_scan = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     ys, xs = np.nonzero(canvas < 128)
@@ -142,3 +146,26 @@ def test_a_small_field_image_is_read_enlarged():
     assert reading.amount == rec["amount"]
     fx, fy, fw, fh = reading.field_box
     assert fx >= 0 and fy >= 0 and fx + fw <= small.shape[1] and fy + fh <= small.shape[0]
+
+
+def test_a_cheque_on_a_larger_scanned_page_is_read_cut_out():
+    """A cheque scanned on an A4 page (top left, as on a flatbed) is cut out of the page and
+    read as on its own, boxes in the page's pixels; a cheque filling its scan is not cut."""
+    from pipelines.preparation import prepare
+    from pipelines.reader import load_reader, read_cheque
+
+    reader = load_reader()
+    rec = LABELS[4]
+    gray = cv2.imread(str(SAMPLES / rec["file"]), cv2.IMREAD_GRAYSCALE)
+    page = np.full((3508, 2480), 250, np.uint8)
+    page[100 : 100 + gray.shape[0], 120 : 120 + gray.shape[1]] = gray
+    prep = prepare(page, field_scorer=reader.field_proposer)
+    x, y, w, h = prep.crop
+    assert x <= 120 and y <= 100 and x + w >= 120 + gray.shape[1] - 20
+    assert y + h >= 100 + gray.shape[0] - 20 and w * h < 0.3 * page.size
+    assert prepare(gray, field_scorer=reader.field_proposer).crop is None
+    alone = read_cheque(gray, reader, grammar=rec["grammar"])
+    reading = read_cheque(page, reader, grammar=rec["grammar"])
+    assert reading.amount == alone.amount == rec["amount"]
+    bx, by, bw, bh = reading.field_box
+    assert abs(bx - 120 - alone.field_box[0]) <= 3 and abs(by - 100 - alone.field_box[1]) <= 3
