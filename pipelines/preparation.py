@@ -92,7 +92,7 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     orientation. With `upside_down`, the image is searched turned a half turn instead, and
     only so (the reader's second try at a scan it read with little confidence).
     """
-    image = restore_contrast(undo_negative(image))
+    image = normal_levels(image)
     scan_shape = (image.shape[0], image.shape[1])
     crop, page = None, None
     if not is_field:  # a cheque on a larger scanned page: cut to its print and writing
@@ -185,32 +185,46 @@ LOW_CONTRAST = 120
 MIN_CONTRAST = 24
 
 
-def grey_levels(gray: np.ndarray, fractions: Sequence[float]) -> list[int]:
-    """The grey levels below which these fractions of the pixels lie (every 4th row is
-    plenty)."""
-    cdf = np.cumsum(np.bincount(gray[::4].ravel(), minlength=256))
+def level_histogram(gray: np.ndarray) -> np.ndarray:
+    """(256,) counts of the grey levels of a sample of the rows (about 150,000 pixels)."""
+    step = max(1, gray.size // 150_000)
+    return cv2.calcHist([gray[::step]], [0], None, [256], [0, 256]).ravel()
+
+
+def grey_levels(hist: np.ndarray, fractions: Sequence[float]) -> list[int]:
+    """The grey levels below which these fractions of a histogram's pixels lie."""
+    cdf = np.cumsum(hist)
     return [int(np.searchsorted(cdf, f * cdf[-1])) for f in fractions]
 
 
-def restore_contrast(gray: np.ndarray) -> np.ndarray:
+def restore_contrast(gray: np.ndarray, hist: np.ndarray | None = None) -> np.ndarray:
     """A faded or low-contrast scan stretched so that its darkest 0.1% is black and its
-    lightest 0.1% white; any other scan as it is. (Stretching every scan reads worse: 87.0% against
-    89.3% of 300 validation cheques, none of low contrast.)"""
-    lo, hi = grey_levels(gray, (0.001, 0.999))
+    lightest 0.1% white; any other scan as it is. (Stretching every scan reads worse: 87.0%
+    against 89.3% of 300 validation cheques, none of low contrast.) `hist`: its
+    `level_histogram`, if known."""
+    lo, hi = grey_levels(level_histogram(gray) if hist is None else hist, (0.001, 0.999))
     if hi - lo < MIN_CONTRAST or (lo < FADED_FROM and hi - lo >= LOW_CONTRAST):
         return gray
     lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
     return cv2.LUT(gray, lut.astype(np.uint8))
 
 
-def undo_negative(gray: np.ndarray) -> np.ndarray:
+def undo_negative(gray: np.ndarray, hist: np.ndarray | None = None) -> np.ndarray:
     """A negative (light writing on dark paper: the paper level, the median, is dark, and the
     lightest pixels lie far further from it than the darkest) turned positive; any other scan
-    as it is."""
-    lo, paper, hi = grey_levels(gray, (0.005, 0.5, 0.995))
+    as it is. `hist`: its `level_histogram`, if known."""
+    hist = level_histogram(gray) if hist is None else hist
+    lo, paper, hi = grey_levels(hist, (0.005, 0.5, 0.995))
     if paper < 128 and hi - paper > 2 * (paper - lo) + 16:
         return cv2.bitwise_not(gray)
     return gray
+
+
+def normal_levels(gray: np.ndarray) -> np.ndarray:
+    """`undo_negative` then `restore_contrast`, from one histogram."""
+    hist = level_histogram(gray)
+    positive = undo_negative(gray, hist)
+    return restore_contrast(positive, hist if positive is gray else hist[::-1])
 
 
 def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, max_fields: int,
