@@ -331,8 +331,8 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
 
 def test_faded_dark_and_negative_scans_read_as_the_original(reader):
     """A scan with a sixth of its contrast left (light ink on pale paper), an underexposed one
-    and a negative are brought back to dark ink on light paper; a scan with dark ink, and a
-    blank page, are left as they are."""
+    and a negative are brought back to dark ink on light paper; a scan with dark ink, a blank
+    page and a photo of a cheque on a dark desk are no negatives."""
     from PIL import Image
 
     from pipelines.preparation import restore_contrast, undo_negative
@@ -346,6 +346,9 @@ def test_faded_dark_and_negative_scans_read_as_the_original(reader):
     blank = np.full((300, 700), 200, np.uint8)
     assert restore_contrast(blank) is blank and undo_negative(blank) is blank
     assert undo_negative(dark) is dark  # dark, but the ink is the darker minority
+    on_desk = np.pad(gray, ((250, 250), (500, 500)), constant_values=40)  # a photo, on a desk
+    assert undo_negative(on_desk) is on_desk
+    assert read_cheque(on_desk, reader, grammar=rec["grammar"]).amount == rec["amount"]
     assert np.array_equal(undo_negative(negative), gray)
     for scan in (faded, dark):
         restored = restore_contrast(scan)
