@@ -1,9 +1,10 @@
-"""A skewed page: how far it is turned, and reading it straightened.
+"""The page as the reader reads it: cut out of a larger scan, enlarged, straightened.
 
-The field search expects printed lines and writing roughly level (within the ~2 degrees a sheet
-feeder leaves); a photo or a careless scan may be turned further. `page_skew` finds the angle
-that makes the page's ink rows sharpest, `straighten` turns the page by it on a canvas holding
-all of it, and `box_to_scan` takes boxes on that canvas back to the scan's own pixels.
+The field search expects a cheque filling its scan at about the synthetic cheques' resolution,
+its printed lines and writing roughly level (within the ~2 degrees a sheet feeder leaves).
+`content_box` finds a cheque on a larger scanned page, `ink_skew` the angle that makes the
+page's ink rows sharpest; `reading_canvas` cuts, enlarges (`scaled`) and straightens
+(`straighten`) a scan, and `box_to_scan` takes boxes on the result back to the scan's pixels.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pipelines.charimage import to_lenet_batch
 from pipelines.fields import (
     FieldCandidate,
     FieldRanker,
+    PageInk,
     analyse_page,
     propose_fields,
     to_working,
@@ -86,37 +87,16 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
 
     With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
     than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
-    A landscape scan whose page is skewed by `straighten_from` degrees or more
-    (`page.ink_skew`; None: never) is read straightened (`page.straighten`). A portrait image
-    is searched as it is and turned a quarter either way, keeping that many of each
-    orientation. With `upside_down`, the image is searched turned a half turn instead, and
-    only so (the reader's second try at a scan it read with little confidence).
+    The scan is first made into the page as read (`page_as_read`: grey levels, a cheque cut
+    out of a larger page, a small scan enlarged, a page skewed by `straighten_from` degrees or
+    more straightened). A portrait image is searched as it is and turned a quarter either
+    way, keeping that many of each orientation. With `upside_down`, the image is searched
+    turned a half turn instead, and only so (the reader's second try at a scan it read with
+    little confidence).
     """
-    image = normal_levels(image)
     scan_shape = (image.shape[0], image.shape[1])
-    crop, page = None, None
-    if not is_field:  # a cheque on a larger scanned page: cut to its print and writing
-        page = analyse_page(to_working(image))  # shared with the field search if not cut
-        crop = content_box(page.ink, scan_shape)
-    image, to_scan = cropped(image, crop)
-    scale = upscale_factor(image.shape, is_field)
-    image, back = scaled(image, scale)
-    if back is not None:
-        to_scan = then(to_scan, back)
-    if crop is not None or back is not None or image.shape[0] > image.shape[1]:
-        page = None
-    skew = 0.0
-    if not is_field and image.shape[0] <= image.shape[1]:
-        if page is None:
-            page = analyse_page(to_working(image))  # shared with the field search
-        if straighten_from is not None:
-            skew = ink_skew(page.ink)
-            if abs(skew) >= straighten_from:
-                image, back = straighten(image, skew)
-                to_scan = then(to_scan, back)
-                page = None
-            else:
-                skew = 0.0
+    view = page_as_read(image, is_field, straighten_from)
+    image = view.image
     # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of an
     # upright one), so its fields are also looked for a quarter turn either way, and the
     # recognizer and the grammar choose among them all.
@@ -134,7 +114,7 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
             candidates.append(replace(whole_image_field(turned[t]), turns=t))
         else:
             found = [replace(c, turns=t)
-                     for c in propose_fields(turned[t], page=None if t else page)]
+                     for c in propose_fields(turned[t], page=None if t else view.page)]
             candidates += best_fields(found, ranker, max_fields, field_beam)
     fields, segs = [], []
     for cand in candidates:
@@ -155,7 +135,8 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         heights += [seg.line.height] * len(p)
     inputs = to_lenet_batch(patches, heights, tops)
     return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]),
-                    (image.shape[0], image.shape[1]), skew, to_scan, scan_shape, scale, crop)
+                    (image.shape[0], image.shape[1]), view.skew, view.to_scan, scan_shape,
+                    view.scale, view.crop)
 
 
 # A cheque scan whose longer side is under MIN_LONG_SIDE pixels (under ~150 dpi) is read
@@ -230,6 +211,49 @@ def normal_levels(gray: np.ndarray) -> np.ndarray:
     hist = level_histogram(gray)
     positive = undo_negative(gray, hist)
     return restore_contrast(positive, hist if positive is gray else hist[::-1])
+
+
+@dataclass
+class PageAsRead:
+    """A scan as the reader reads it (`page_as_read`): the image, its working-scale analysis
+    when that is known (for a landscape cheque), and how it was made from the scan: cut to
+    `crop`, enlarged by `scale`, straightened by `skew` degrees; `to_scan` maps its pixels
+    back to the scan's (None: it is the scan)."""
+
+    image: np.ndarray
+    page: PageInk | None
+    to_scan: np.ndarray | None
+    crop: tuple[int, int, int, int] | None
+    scale: float
+    skew: float
+
+
+def page_as_read(image: np.ndarray, is_field: bool,
+                 straighten_from: float | None = PAGE_SKEW_FROM) -> PageAsRead:
+    """Grey levels made normal (`normal_levels`); a cheque on a larger page cut out of it
+    (`page.content_box`); a small scan enlarged (`upscale_factor`); a landscape page skewed by
+    `straighten_from` degrees or more straightened (`page.ink_skew`; None: never)."""
+    image = normal_levels(image)
+    crop, page = None, None
+    if not is_field:
+        page = analyse_page(to_working(image))  # shared with the field search if not cut
+        crop = content_box(page.ink, (image.shape[0], image.shape[1]))
+    image, to_scan = cropped(image, crop)
+    scale = upscale_factor(image.shape, is_field)
+    image, back = scaled(image, scale)
+    if back is not None:
+        to_scan = then(to_scan, back)
+    if crop is not None or back is not None or image.shape[0] > image.shape[1]:
+        page = None
+    skew = 0.0
+    if not is_field and image.shape[0] <= image.shape[1]:
+        if page is None:
+            page = analyse_page(to_working(image))
+        angle = ink_skew(page.ink) if straighten_from is not None else 0.0
+        if straighten_from is not None and abs(angle) >= straighten_from:
+            image, back = straighten(image, angle)
+            to_scan, skew, page = then(to_scan, back), angle, None
+    return PageAsRead(image, page, to_scan, crop, scale, skew)
 
 
 def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, max_fields: int,
