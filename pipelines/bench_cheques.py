@@ -28,7 +28,7 @@ from pipelines.metrics import (
     segmentation_correct,
 )
 from pipelines.preparation import prepare_all
-from pipelines.reader import Reading, decode_batch, load_reader, read_again
+from pipelines.reader import Reading, load_reader, read_prepared
 
 BATCH = 32
 
@@ -88,11 +88,9 @@ def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, gram
                 preps[i] = prep
                 by_grammar.setdefault(grammar or case.grammar, []).append(i)
         for g, ids in by_grammar.items():
-            readings_g = decode_batch(reader, [preps[i] for i in ids], g)
-            again = read_again(reader, [chunk[i].png for i in ids], readings_g, is_field,
-                               [g] * len(ids))
-            for k, (i, r) in enumerate(zip(ids, readings_g)):
-                done[i] = again[k][1] if k in again else r
+            for i, (_, r) in zip(ids, read_prepared(reader, [preps[i] for i in ids],
+                                                    [chunk[i].png for i in ids], is_field, g)):
+                done[i] = r
         readings += [done[i] for i in range(len(chunk))]
     return readings, time.perf_counter() - start
 

@@ -75,13 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from pipelines.images import load_gray
     from pipelines.preparation import prepare_all
-    from pipelines.reader import (
-        DEFAULT_REJECT_BELOW,
-        Reading,
-        decode_batch,
-        load_reader,
-        read_again,
-    )
+    from pipelines.reader import DEFAULT_REJECT_BELOW, Reading, load_reader, read_prepared
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -124,13 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ready_ids.append(i)
         if ready:
             want_alternatives = 3 if args.explain else 0
-            readings = decode_batch(reader, ready, args.grammar, reject_below, want_alternatives)
-            again = read_again(reader, [chunk[i] for i in ready_ids], readings, args.field,
-                               [args.grammar] * len(ready), reject_below, want_alternatives,
-                               keep_images=args.explain is not None)
-            for k, (i, prep, reading) in enumerate(zip(ready_ids, ready, readings)):
-                if k in again:
-                    prep, reading = again[k]
+            for i, (prep, reading) in zip(ready_ids, read_prepared(
+                    reader, ready, [chunk[i] for i in ready_ids], args.field, args.grammar,
+                    reject_below, want_alternatives, keep_images=args.explain is not None)):
                 results[i] = reading
                 if args.explain:
                     from pipelines.explain import draw_explanation

@@ -291,6 +291,19 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
     return better
 
 
+def read_prepared(reader: ChequeReader, preps: Sequence[Prepared],
+                  sources: Sequence[bytes | str | Path | np.ndarray], is_field: bool,
+                  grammar: str, reject_below: float = DEFAULT_REJECT_BELOW,
+                  alternatives: int = 0, keep_images: bool = False
+                  ) -> list[tuple[Prepared, Reading]]:
+    """`decode_batch` of prepared images, then `read_again` of those read with little
+    confidence: the preparation and reading kept for each (`sources[i]` gave `preps[i]`)."""
+    readings = decode_batch(reader, preps, grammar, reject_below, alternatives)
+    again = read_again(reader, sources, readings, is_field, [grammar] * len(preps),
+                       reject_below, alternatives, keep_images)
+    return [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
+
+
 def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = None,
                 grammar: str = "us", is_field: bool = False,
                 reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
@@ -301,6 +314,4 @@ def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = No
     gray = load_gray(image) if isinstance(image, (str, Path)) else as_gray(image)
     reader = reader if reader is not None else load_reader()
     prep = prepare(gray, is_field=is_field, field_scorer=reader.field_proposer)
-    reading = decode_batch(reader, [prep], grammar, reject_below)[0]
-    again = read_again(reader, [gray], [reading], is_field, [grammar], reject_below)
-    return again[0][1] if again else reading
+    return read_prepared(reader, [prep], [gray], is_field, grammar, reject_below)[0][1]
