@@ -372,7 +372,11 @@ def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
                 ahead = (workers - 1) * min(HANDED_AHEAD, 2 + helped)
                 while not broken and unsent and len(sent) < ahead:
                     j = unsent.popleft()
-                    sent[j] = pool.submit(_prepare_in_worker, jobs[j])
+                    try:
+                        sent[j] = pool.submit(_prepare_in_worker, jobs[j])
+                    except BrokenProcessPool:  # a helper died since the last result came
+                        unsent.appendleft(j)
+                        broken = True
                 if i not in sent:  # not handed out: the earliest unsent source
                     here_next()
                 elif sent[i].done() or broken or not unsent:
