@@ -31,6 +31,7 @@ from pipelines.preparation import prepare_all
 from pipelines.reader import Reading, load_reader, read_prepared
 
 BATCH = 32
+BITONAL = 0.1  # the share of bitonal test cheques
 
 
 @dataclass
@@ -43,13 +44,20 @@ class Case:
     char_boxes: list[tuple[int, int, int, int]]
 
 
-def synthetic_cases(n: int, seed: int, is_field: bool, fmt: str = "us") -> list[Case]:
-    from pipelines.cheques import generate_cheques
+def synthetic_cases(n: int, seed: int, is_field: bool, fmt: str = "us",
+                    rough: float = 0.0) -> list[Case]:
+    """`n` test-split cheques (10% bitonal); a fraction `rough` of the others as rough scans
+    (`scan_effects.rough_scan`), the rest the same as without."""
+    from pipelines.cheques import generate_cheques, is_bitonal, is_rough, rough_rng
+    from pipelines.scan_effects import rough_scan
 
     cases = []
-    for s in generate_cheques(n, seed, "test", fmt=fmt, fields_only=is_field,
-                              bitonal=0.1):
-        ok, png = cv2.imencode(".png", s.image)
+    for i, s in enumerate(generate_cheques(n, seed, "test", fmt=fmt, fields_only=is_field,
+                                           bitonal=BITONAL)):
+        image = s.image
+        if not is_bitonal(BITONAL, seed, i) and is_rough(rough, seed, i):
+            image = rough_scan(image, rough_rng(seed, i))
+        ok, png = cv2.imencode(".png", image)
         cases.append(Case(png.tobytes(), s.text, s.amount, s.grammar, tuple(s.field_box),
                           [tuple(c.box) for c in s.chars]))
     return cases
@@ -154,6 +162,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--field", action="store_true", help="amount-field images, not cheques")
     p.add_argument("--format", choices=("us", "eu", "mixed"), default="us",
                    help="how the generated amounts are written (us)")
+    p.add_argument("--rough-fraction", type=float, default=0.0,
+                   help="read this fraction of the generated (non-bitonal) cheques as rough "
+                        "scans: heavy pen, faint ink, blur, noise, dust, shading, coarse JPEG")
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
@@ -171,9 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n <= 0:
         print(f"benchmark cheques: --n must be positive, got {args.n}", file=sys.stderr)
         return 2
+    if not 0 <= args.rough_fraction <= 1:
+        print(f"benchmark cheques: --rough-fraction must be between 0 and 1, got "
+              f"{args.rough_fraction}", file=sys.stderr)
+        return 2
     try:
         cases = (folder_cases(args.data, args.n) if args.data
-                 else synthetic_cases(args.n, args.seed, args.field, args.format))
+                 else synthetic_cases(args.n, args.seed, args.field, args.format,
+                                      args.rough_fraction))
         readings, seconds = run_reader(cases, args.weights, args.field, args.grammar,
                                        args.threads, args.workers)
     except ValueError as err:

@@ -129,10 +129,25 @@ def generate_cheques(n: int, seed: int, split: str, digits: Mnist | None = None,
 
 def is_bitonal(bitonal: bool | float, seed: int, index: int) -> bool:
     """Whether cheque `index` is bitonal when a fraction `bitonal` of them is."""
-    frac = float(bitonal)
+    return _drawn(float(bitonal), seed, index, 1)
+
+
+def is_rough(rough: float, seed: int, index: int) -> bool:
+    """Whether cheque `index` gets a rough scan (`scan_effects.rough_scan`) when a fraction
+    `rough` of them does (bitonal ones never: a black-and-white scan is not blurred or grey)."""
+    return _drawn(rough, seed, index, 2)
+
+
+def rough_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of cheque `index`'s rough scan, apart from its generator's, so that
+    a data set's other cheques are the same with or without rough scans."""
+    return np.random.default_rng([int(seed), int(index), 3])
+
+
+def _drawn(frac: float, seed: int, index: int, stream: int) -> bool:
     if frac <= 0 or frac >= 1:
         return frac >= 1
-    return bool(np.random.default_rng([int(seed), int(index), 1]).random() < frac)
+    return bool(np.random.default_rng([int(seed), int(index), stream]).random() < frac)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.numeric import median, segmented_median
+from pipelines.numeric import median, median_u8, segmented_median
 
 Box = tuple[int, int, int, int]
 NUM_FIELD_FEATURES = 20
@@ -92,6 +92,11 @@ def to_working(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (WORK_WIDTH, h), interpolation=cv2.INTER_LINEAR)
 
 
+_PAPER_WINDOW = np.ones((15, 15), np.uint8)
+# A page's grain: the median of how far (0..255) its pixels lie below their local paper
+# maximum. 856 clean training-split cheques measure at most 21; the rough scans
+# (`scan_effects.rough_scan`) whose amount field was lost to noise or dust, 31-39.
+GRAINY_PAGE = 24
 # How much darker than the paper level (0..255) ink and faint ink are, as lookup tables.
 _INK_ABOVE = np.maximum(INK_MIN, np.arange(256) // INK_FRAC).astype(np.uint8)
 _FAINT_ABOVE = np.maximum(INK_MIN * 3 // 4, np.arange(256) // (INK_FRAC + 2)).astype(np.uint8)
@@ -99,9 +104,15 @@ _FAINT_ABOVE = np.maximum(INK_MIN * 3 // 4, np.arange(256) // (INK_FRAC + 2)).as
 
 def ink_masks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ink, faint ink) uint8 masks: pixels clearly (or somewhat) darker than the paper around
-    them, the paper level coming from a max filter. Rules are looked for in the faint mask."""
-    paper = cv2.dilate(gray, np.ones((15, 15), np.uint8))
+    them, the paper level coming from a max filter. Rules are looked for in the faint mask.
+    A grainy page (over GRAINY_PAGE) is smoothed first: the max filter finds the
+    grain's peaks, not the paper, and half of such a page would read as ink."""
+    paper = cv2.dilate(gray, _PAPER_WINDOW)
     diff = cv2.subtract(paper, gray)  # never below 0: the paper level is a maximum
+    if median_u8(diff[::2, ::2]) > GRAINY_PAGE:
+        gray = cv2.GaussianBlur(gray, (0, 0), 1.0)
+        paper = cv2.dilate(gray, _PAPER_WINDOW)
+        diff = cv2.subtract(paper, gray)
     ink = diff > cv2.LUT(paper, _INK_ABOVE)
     faint = diff > cv2.LUT(paper, _FAINT_ABOVE)
     return ink.view(np.uint8), faint.view(np.uint8)

@@ -24,13 +24,16 @@ from pipelines.cheques import (
     file_name,
     generate_cheque,
     is_bitonal,
+    is_rough,
     mnist_split,
     prepare_dir,
+    rough_rng,
     to_label,
     write_records,
 )
 from pipelines.cli import EXIT_USAGE
 from pipelines.mnist import SPLITS
+from pipelines.scan_effects import rough_scan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +74,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitonal", action="store_true", help="black-and-white output")
     p.add_argument("--bitonal-fraction", type=_fraction, default=None,
                    help="make this fraction of the cheques bitonal (overrides --bitonal)")
+    p.add_argument("--rough-fraction", type=_fraction, default=0.0,
+                   help="give this fraction of the (non-bitonal) cheques a rough scan: heavy "
+                        "pen, faint ink, blur, noise, dust, shading, coarse JPEG (default 0)")
     p.add_argument("--workers", type=_nonneg, default=1, help="processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -82,9 +88,13 @@ _JOB: dict = {}
 
 def _make_one(index: int) -> tuple[bytes, dict]:
     a = _JOB
+    bitonal = is_bitonal(a["bitonal"], a["seed"], index)
     sample = generate_cheque(derive_seed(a["seed"], index), a["split"], None, a["format"],
-                             is_bitonal(a["bitonal"], a["seed"], index), a["fields_only"])
-    return encode_png(sample.image), to_label(sample, file_name(index))
+                             bitonal, a["fields_only"])
+    image = sample.image
+    if not bitonal and is_rough(a["rough"], a["seed"], index):
+        image = rough_scan(image, rough_rng(a["seed"], index))
+    return encode_png(image), to_label(sample, file_name(index))
 
 
 def _init(job: dict) -> None:
@@ -115,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     job = {"seed": args.seed, "split": args.split, "format": args.format,
            "bitonal": args.bitonal_fraction if args.bitonal_fraction is not None
-           else float(args.bitonal), "fields_only": args.fields_only}
+           else float(args.bitonal), "fields_only": args.fields_only,
+           "rough": args.rough_fraction}
     start = time.perf_counter()
     try:
         records = make_records(job, args.n, max(1, args.workers))

@@ -27,6 +27,13 @@ def median(values: np.ndarray) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
+def median_u8(values: np.ndarray) -> int:
+    """The lower median of uint8 values (any shape), from their histogram: a few times faster
+    than sorting an image's pixels."""
+    counts = np.bincount(values.ravel(), minlength=256)
+    return int(np.searchsorted(np.cumsum(counts), (values.size + 1) // 2))
+
+
 def segmented_median(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """(G,) float64 medians (as `median`) of the integer values of each group: (M,) values and
     (M,) their group ids in 0..G-1; NaN for an empty group."""

@@ -100,3 +100,46 @@ def photometric(img: np.ndarray, p: ScanParams, rng: np.random.Generator) -> np.
         assert ok
         img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     return img
+
+
+def rough_scan(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A worse scan than `sample_scan` makes, for training a reader that copes: two to four of
+    a heavy pen or toner (ink spread by 1-2 px), faint ink, blur (sigma 1.2-2.2), strong noise
+    (sigma 8-16), dust specks, uneven light (a phone photo's shading down to 40-80%) and coarse
+    JPEG (quality 15-40, always last). Greyscale uint8 in and out, the same size, so every
+    labelled box still holds its character."""
+    effects = rng.permutation(6)[: int(rng.integers(2, 5))]
+    jpeg = 5 in effects
+    for effect in sorted(effects):
+        if effect == 0:  # ink spreads: a grey erosion widens every dark stroke
+            size = int(rng.integers(2, 4))
+            img = cv2.erode(img, np.ones((size, size), np.uint8))
+        elif effect == 1:  # faint ink: dark levels lifted towards the paper
+            k = rng.uniform(0.4, 0.7)
+            img = cv2.convertScaleAbs(img, alpha=k, beta=255 * (1 - k))
+        elif effect == 2:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(1.2, 2.2))
+        elif effect == 3:
+            noise = rng.normal(0, rng.uniform(8, 16), img.shape)
+            img = np.clip(img + noise, 0, 255).astype(np.uint8)
+        elif effect == 4:
+            img = _specks_and_shade(img, rng)
+    if jpeg:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 41))])
+        assert ok
+        img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return img
+
+
+def _specks_and_shade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Dust (0.1-1% of the pixels black or white) and light falling off linearly across the
+    page in a random direction, to 40-80% at the far side."""
+    h, w = img.shape
+    out = img.astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.ogrid[0:h, 0:w]
+    t = np.clip(np.cos(angle) * (xs / w - 0.5) + np.sin(angle) * (ys / h - 0.5) + 0.5, 0, 1)
+    out *= 1 - (1 - rng.uniform(0.4, 0.8)) * t
+    dust = rng.random((h, w)) < rng.uniform(0.001, 0.01)
+    out[dust] = np.where(rng.random(int(dust.sum())) < 0.5, 0, 255)
+    return np.clip(out, 0, 255).astype(np.uint8)

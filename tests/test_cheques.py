@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 
 from pipelines.amounts import normalize_amount
-from pipelines.cheques import generate_cheque, generate_cheques, read_dataset, write_dataset
+from pipelines.cheques import (
+    generate_cheque,
+    generate_cheques,
+    is_bitonal,
+    is_rough,
+    read_dataset,
+    write_dataset,
+)
 from pipelines.make_cheques import main
 from pipelines.mnist import load_mnist
+from pipelines.scan_effects import rough_scan
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -159,3 +167,25 @@ def test_samples_are_consistent(tmp_path):
     for line in (SAMPLES / "labels.jsonl").read_text().splitlines():
         name = json.loads(line)["file"]
         assert (tmp_path / name).read_bytes() == (SAMPLES / name).read_bytes()
+
+
+def test_rough_scan_is_a_seeded_worse_scan_of_the_same_size():
+    image = generate_cheque(5, "test").image
+    rough = rough_scan(image, np.random.default_rng(1))
+    assert rough.shape == image.shape and rough.dtype == np.uint8
+    assert np.array_equal(rough, rough_scan(image, np.random.default_rng(1)))
+    assert np.abs(rough.astype(int) - image).mean() > 2  # visibly worse, not a copy
+    # two to four effects are drawn, so over a few seeds each one shows up
+    assert len({rough_scan(image, np.random.default_rng(s)).tobytes() for s in range(6)}) == 6
+
+
+def test_rough_fraction_leaves_the_other_cheques_as_they_were(tmp_path):
+    common = ["--split", "train", "--n", "8", "--seed", "4", "--fields-only", "--no-progress",
+              "--bitonal-fraction", "0.25"]
+    assert main(common + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(common + ["--out", str(tmp_path / "rough"), "--rough-fraction", "0.5"]) == 0
+    plain, rough = read_dataset(tmp_path / "plain"), read_dataset(tmp_path / "rough")
+    assert [e.text for e in plain] == [e.text for e in rough]
+    changed = [not np.array_equal(p.load(), r.load()) for p, r in zip(plain, rough)]
+    expected = [not is_bitonal(0.25, 4, i) and is_rough(0.5, 4, i) for i in range(8)]
+    assert changed == expected and any(expected) and not all(expected)

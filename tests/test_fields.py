@@ -240,3 +240,38 @@ def test_turned_boxes_hold_the_turned_pixels(height: int, width: int, data) -> N
         assert np.array_equal(turned[ty : ty + th, tx : tx + tw],
                               np.rot90(image[y : y + h, x : x + w], turns))
         assert unturn_box((tx, ty, tw, th), turns, image.shape) == (x, y, w, h)
+
+
+@needs_mnist
+@pytest.mark.parametrize("seed", [10, 21, 33])
+def test_grainy_pages_are_smoothed_before_ink_is_found(seed, monkeypatch):
+    """Rough scans (noise, dust, JPEG) whose page grain is over GRAINY_PAGE: unsmoothed,
+    a quarter or more of the page would read as ink; smoothed, the ink is the writing."""
+    import cv2
+
+    from pipelines import fields
+    from pipelines.cheques import generate_cheque
+    from pipelines.numeric import median_u8
+    from pipelines.scan_effects import rough_scan
+
+    c = generate_cheque(seed, "test")
+    small = fields.to_working(rough_scan(c.image, np.random.default_rng(seed)))
+    below = cv2.subtract(cv2.dilate(small, np.ones((15, 15), np.uint8)), small)
+    assert median_u8(below[::2, ::2]) > fields.GRAINY_PAGE
+    ink = fields.ink_masks(small)[0].mean()
+    clean = fields.ink_masks(fields.to_working(c.image))[0].mean()
+    monkeypatch.setattr(fields, "GRAINY_PAGE", 255)
+    unsmoothed = fields.ink_masks(small)[0].mean()
+    assert ink < 2 * clean < 0.2 < unsmoothed
+
+
+@needs_mnist
+def test_clean_pages_are_not_smoothed(cheques: list, monkeypatch) -> None:
+    from pipelines import fields
+
+    for c in cheques:
+        small = fields.to_working(c.image)
+        ink = fields.ink_masks(small)
+        monkeypatch.setattr(fields, "GRAINY_PAGE", 255)
+        assert all(np.array_equal(a, b) for a, b in zip(ink, fields.ink_masks(small)))
+        monkeypatch.undo()

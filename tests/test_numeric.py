@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.numeric import median, percentile, segmented_median
+from pipelines.numeric import median, median_u8, percentile, segmented_median
 
 values = st.lists(st.integers(-50, 400), min_size=1, max_size=40)
 
@@ -34,3 +34,9 @@ def test_segmented_median_is_the_median_of_each_group(seed):
         else:
             assert np.isnan(got[k])
     assert np.isnan(segmented_median(values[:0], group[:0], 2)).all()
+
+
+@given(st.lists(st.integers(0, 255), min_size=1, max_size=60), st.sampled_from([1, 2, 3]))
+def test_median_u8_is_the_lower_middle_value(ints: list[int], rows: int) -> None:
+    a = np.array(ints * rows, np.uint8).reshape(rows, -1)  # any shape
+    assert median_u8(a) == int(np.sort(a.ravel())[(a.size - 1) // 2])

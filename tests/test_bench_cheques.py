@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from pipelines.bench_cheques import BITONAL, main, synthetic_cases
+from pipelines.cheques import is_bitonal, is_rough
+from pipelines.mnist import mnist_dir
+
+needs_mnist = pytest.mark.skipif(not (mnist_dir() / "t10k-images-idx3-ubyte.gz").is_file(),
+                                 reason="MNIST_DIR holds no MNIST")
+
+
+@needs_mnist
+def test_rough_cases_change_only_the_drawn_colour_scans():
+    plain = synthetic_cases(10, 7, True)
+    rough = synthetic_cases(10, 7, True, rough=0.5)
+    assert [c.text for c in plain] == [c.text for c in rough]
+    changed = [p.png != r.png for p, r in zip(plain, rough)]
+    assert changed == [not is_bitonal(BITONAL, 7, i) and is_rough(0.5, 7, i) for i in range(10)]
+    assert any(changed) and not all(changed)
+
+
+def test_a_rough_fraction_outside_0_1_is_refused(capsys):
+    assert main(["--n", "2", "--rough-fraction", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--rough-fraction" in err and "\n" not in err
+
+
+@needs_mnist
+def test_the_benchmark_writes_the_issues_json_keys(tmp_path):
+    out = tmp_path / "m.json"
+    argv = ["--n", "3", "--field", "--workers", "1", "--rough-fraction", "0.5",
+            "--out", str(out), "--curve", str(tmp_path / "curve.png")]
+    assert main(argv) == 0
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"n", "amount_accuracy", "char_error_rate", "field_accuracy",
+                            "segmentation_accuracy", "error_at_reject", "cheques_per_second"}
+    assert metrics["n"] == 3 and set(metrics["error_at_reject"]) == {"0", "0.05", "0.1", "0.2"}
+    assert (tmp_path / "curve.png").stat().st_size > 0
