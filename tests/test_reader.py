@@ -329,6 +329,40 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
     assert turned[0].fields[0].turns == 2
 
 
+def test_confident_readings_whose_characters_fit_badly_are_read_again(reader, monkeypatch):
+    """A confident reading whose path costs over RETRY_PENALTY a character is read again; an
+    unsure one costing less too, a sure one costing less is not."""
+    import pipelines.reader as reader_module
+    from pipelines.reader import RETRY_BELOW, RETRY_PENALTY, Reading, SegmentReading, read_again
+
+    def reading(confidence: float, penalties: list[float]) -> Reading:
+        segments = [SegmentReading((0, 0, 1, 1), "1", p) for p in penalties]
+        return Reading("11", "11", confidence, False, (0, 0, 1, 1), segments=segments)
+
+    asked: list[int] = []
+    monkeypatch.setattr(reader_module, "second_views",
+                        lambda gray, *args, **kwargs: asked.append(int(gray[0, 0])) or [])
+    grays = [np.full((60, 200), v, np.uint8) for v in range(4)]
+    readings = [reading(0.9, [RETRY_PENALTY + 1, RETRY_PENALTY - 0.5]),  # 3.0 + 0.5 on average
+                reading(0.9, [RETRY_PENALTY + 0.4, RETRY_PENALTY - 0.5]),  # under it
+                reading(RETRY_BELOW / 2, [0.0]),
+                reading(0.9, [])]
+    assert read_again(reader, grays, readings, False, ["us"] * 4) == {}
+    assert asked == [0, 2]
+    # a turned-over sample fits badly whatever its confidence; upright it fits well
+    rec = LABELS[4]
+    from PIL import Image
+
+    scan = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
+    upright = read_cheque(scan, reader, grammar=rec["grammar"])
+    assert not reader_module.fits_badly(upright) and upright.amount == rec["amount"]
+    monkeypatch.setattr(reader_module, "RETRY_PENALTY", float("inf"))  # no second reading
+    monkeypatch.setattr(reader_module, "RETRY_BELOW", 0.0)
+    down = read_cheque(np.ascontiguousarray(scan[::-1, ::-1]), reader, grammar=rec["grammar"])
+    monkeypatch.undo()
+    assert reader_module.fits_badly(down)
+
+
 def test_faded_dark_and_negative_scans_read_as_the_original(reader):
     """A scan with a sixth of its contrast left (light ink on pale paper), an underexposed one
     and a negative are brought back to dark ink on light paper; a scan with dark ink, a blank
