@@ -270,10 +270,9 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
                keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
     """Read again, in their `preparation.second_views` (upside down), the images read with a
     confidence under RETRY_BELOW or a path costing over RETRY_PENALTY a character (not those
-    that failed). Return, by index, the view's
-    preparation and reading wherever one reads more confidently than the first reading and
-    is not rejected (by `reject_below`): an upright scan is far likelier, so a rejected view
-    says no more than the first reading.
+    that failed). Return, by index, the view's preparation and reading wherever one reads more
+    confidently than the first reading and is not rejected (by `reject_below`): an upright
+    scan is far likelier, so a rejected view says no more than the first reading.
     `sources[i]` is the encoded image, file or greyscale array that gave `readings[i]`, read
     with grammar `grammars[i]`."""
     views: list[tuple[int, Prepared]] = []
