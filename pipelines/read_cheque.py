@@ -84,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read_cheque: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return EXIT_USAGE
     torch.set_num_threads(args.threads)
+    try:
+        torch.device(args.device)
+    except RuntimeError:
+        print(f"read_cheque: --device {args.device!r} is not a torch device (cpu, cuda, "
+              f"cuda:N)", file=sys.stderr)
+        return EXIT_USAGE
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("read_cheque: --device cuda asked for, but no CUDA device is available",
               file=sys.stderr)

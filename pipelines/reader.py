@@ -225,12 +225,14 @@ def decode_batch(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
 
 def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeReader:
     """The reader with trained weights: a whole-reader checkpoint (default: the shipped one),
-    or a recognizer-only checkpoint (the other parts then start untrained)."""
+    or a recognizer-only checkpoint (the other parts then start untrained). LeNet runs on
+    `device`; the graphs and the small scorers stay on the CPU, where the graph operations
+    are fast (`interpretation_graphs` brings LeNet's penalties back)."""
     target = Path(path) if path is not None else DEFAULT_READER_WEIGHTS
     if path is None and not target.exists():
         return ChequeReader(load_recognizer(None, device)).eval()
     try:
-        ckpt = torch.load(target, map_location=device, weights_only=True)
+        ckpt = torch.load(target, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"weights file {target} does not exist") from None
     except Exception as err:  # torch raises many types for a bad file
@@ -254,7 +256,8 @@ def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeRe
         reader.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         raise ValueError(f"weights file {target} does not fit the reader: {err}") from None
-    return reader.to(device).eval()
+    reader.recognizer.to(device)
+    return reader.eval()
 
 
 def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None:
