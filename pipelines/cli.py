@@ -32,6 +32,19 @@ def dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: Sequence[str
     return quiet_on_closed_pipe(lambda: int(module.main(rest) or 0))
 
 
+def device_problem(name: str) -> str | None:
+    """Why `name` cannot be used as a torch device here, or None when it can."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return f"--device {name!r} is not a torch device (cpu, cuda, cuda:N)"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {name!r} asked for, but no CUDA device is available; use cpu"
+    return None
+
+
 def quiet_on_closed_pipe(main: Callable[[], int]) -> int:
     """Run a command; if whatever reads its output stops early (`... | head`), end quietly with
     EXIT_SOME_FAILED (some output was not delivered) instead of a BrokenPipeError traceback."""

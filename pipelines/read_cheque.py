@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.amounts import GRAMMARS
-from pipelines.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, quiet_on_closed_pipe
+from pipelines.cli import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    device_problem,
+    quiet_on_closed_pipe,
+)
 
 BATCH = 32
 AUTO_WORKERS_FROM = 32
@@ -84,15 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read_cheque: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return EXIT_USAGE
     torch.set_num_threads(args.threads)
-    try:
-        torch.device(args.device)
-    except RuntimeError:
-        print(f"read_cheque: --device {args.device!r} is not a torch device (cpu, cuda, "
-              f"cuda:N)", file=sys.stderr)
-        return EXIT_USAGE
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("read_cheque: --device cuda asked for, but no CUDA device is available",
-              file=sys.stderr)
+    problem = device_problem(args.device)
+    if problem is not None:
+        print(f"read_cheque: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
         reader = load_reader(args.weights, args.device)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipelines.chardata import CharData, build_chars, mnist_inputs
 from pipelines.charimage import ink_to_input
-from pipelines.cli import EXIT_OK, EXIT_USAGE
+from pipelines.cli import EXIT_OK, EXIT_USAGE, device_problem
 from pipelines.distort import DistortConfig, distort
 from pipelines.lenet import count_parameters, loss_for
 from pipelines.mnist import MnistError, load_mnist
@@ -211,9 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("train chars: error: --epochs, --batch-size and --limit must be positive",
               file=sys.stderr)
         return EXIT_USAGE
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"train chars: error: device {args.device!r} is not available; use cpu",
-              file=sys.stderr)
+    problem = device_problem(args.device)
+    if problem is not None:
+        print(f"train chars: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, distort=args.distort, seed=args.seed,
                       device=args.device, batch_size=args.batch_size, limit=args.limit,

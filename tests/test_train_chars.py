@@ -71,3 +71,10 @@ def test_cli_reports_missing_mnist(tmp_path: Path, monkeypatch, capsys) -> None:
 def test_cli_rejects_unknown_arch(capsys) -> None:
     assert main(["--arch", "lenet6"]) == 2
     assert "lenet5-modern" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:x"])
+def test_cli_rejects_a_device_torch_does_not_know(device: str, tmp_path: Path, capsys) -> None:
+    assert main(["--device", device, "--limit", "10", "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device" in err and "\n" not in err and not (tmp_path / "x.pt").exists()
