@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -270,6 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--budget", type=float, default=1.0, help="seconds of repeats per timing")
     args = p.parse_args(argv)
+    if not args.budget > 0:  # also refuses nan
+        p.error(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        p.error(f"--out {args.out}: its folder does not exist")
     rows = run_benchmark(getattr(torch, args.dtype), args.budget)
     print(format_table(rows))
     if args.out:

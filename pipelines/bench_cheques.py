@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipelines.amounts import GRAMMARS
+from pipelines.cli import positive_int
 from pipelines.metrics import (
     edit_distance,
     error_at_reject,
@@ -167,8 +168,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "scans: heavy pen, faint ink, blur, noise, dust, shading, coarse JPEG")
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
-    p.add_argument("--workers", type=int, default=2,
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")
+    p.add_argument("--workers", type=positive_int, default=2,
                    help="processes for the image analysis, this one included (2; 1 = all "
                         "in this process)")
     p.add_argument("--curve", type=Path, default=Path("error_reject.png"),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.bench_cheques import draw_curve, print_table, run_reader, score, synthetic_cases
+from pipelines.cli import positive_int
 from pipelines.metrics import error_reject_curve
 from pipelines.reader import DEFAULT_READER_WEIGHTS, load_reader, save_reader
 from pipelines.train_global import CRITERIA, GlobalConfig, train_global
@@ -51,7 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr-head", type=float, default=3e-3)
     p.add_argument("--val-frac", type=float, default=0.1)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")
     p.add_argument("--save-global", type=Path, default=Path("runs/bench_global.pt"),
                    help="where the trained global reader goes (runs/bench_global.pt)")
     p.add_argument("--curve", type=Path, default=Path("global_error_reject.png"))

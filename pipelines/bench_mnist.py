@@ -23,7 +23,7 @@ import torch
 from pipelines.chardata import mnist_inputs
 from pipelines.charimage import ink_to_input
 from pipelines.charset import CLASSES, NUM_CLASSES
-from pipelines.cli import EXIT_OK, EXIT_USAGE
+from pipelines.cli import EXIT_OK, EXIT_USAGE, positive_int
 from pipelines.mnist import MnistError, load_mnist
 from pipelines.recognizer import DEFAULT_WEIGHTS, load_recognizer
 
@@ -110,7 +110,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--confusion", type=Path, default=Path("mnist_confusion.png"),
                    help="confusion-matrix picture (default ./mnist_confusion.png)")
     p.add_argument("--limit", type=int, default=None, help="first N test digits only")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the speed test")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch CPU threads for the speed test")
     return p
 
 

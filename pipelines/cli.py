@@ -32,6 +32,19 @@ def dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: Sequence[str
     return quiet_on_closed_pipe(lambda: int(module.main(rest) or 0))
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (threads, workers, processes)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def device_problem(name: str) -> str | None:
     """Why `name` cannot be used as a torch device here, or None when it can."""
     import torch

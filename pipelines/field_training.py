@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipelines.cheques import derive_seed, generate_cheque
+from pipelines.cli import positive_int
 from pipelines.field_scorer import FieldScorer
 from pipelines.fields import NUM_FIELD_FEATURES, propose_fields
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=positive_int, default=1)
     p.add_argument("--eval-n", type=int, default=300)
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     args = p.parse_args(argv)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipelines.chardata import CharData, build_chars, mnist_inputs
 from pipelines.charimage import ink_to_input
-from pipelines.cli import EXIT_OK, EXIT_USAGE, device_problem
+from pipelines.cli import EXIT_OK, EXIT_USAGE, device_problem, positive_int
 from pipelines.distort import DistortConfig, distort
 from pipelines.lenet import count_parameters, loss_for
 from pipelines.mnist import MnistError, load_mnist
@@ -198,7 +198,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None, help="first N training/test digits only")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's peak learning rate")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     return p
 
 

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 import gtn
 from pipelines.amounts import GRAMMARS
+from pipelines.cli import positive_int
 from pipelines.datasets import BadRow, BadRowsError, Example, load_examples
 from pipelines.preparation import Prepared, prepare
 from pipelines.reader import (
@@ -368,7 +369,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--recognizer-train-mode", action="store_true",
                    help="let LeNet's batch norm / dropout run in training mode")
     p.add_argument("--skip-bad", action="store_true", help="skip (and print) bad rows")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch CPU threads per process (1: more is slower on shared cores)")
     p.add_argument("--out", type=Path, default=Path("runs/global.pt"))
     p.add_argument("--checkpoint", type=Path, help="training checkpoint (default OUT.ckpt)")

@@ -136,3 +136,18 @@ def test_output_closed_early_ends_quietly() -> None:
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == 1, err
         assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["pipelines.benchmark", "cheques", "--n", "2", "--threads", "0"],
+    ["pipelines.benchmark", "cheques", "--n", "2", "--workers", "0"],
+    ["pipelines.benchmark", "mnist", "--threads", "0"],
+    ["pipelines.train", "global", "--data", "samples", "--threads", "x"],
+    ["gtn.bench", "--budget", "-1"],
+    ["gtn.bench", "--out", "/nonexistent/rows.json"],
+])
+def test_other_commands_refuse_bad_counts_without_a_traceback(argv):
+    proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
+                          cwd=SAMPLES.parent, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error" in proc.stderr.strip().splitlines()[-1]
