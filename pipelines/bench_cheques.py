@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipelines.amounts import GRAMMARS
-from pipelines.cli import positive_int
+from pipelines.cli import output_problem, positive_int
 from pipelines.metrics import (
     edit_distance,
     error_at_reject,
@@ -182,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.n <= 0:
         print(f"benchmark cheques: --n must be positive, got {args.n}", file=sys.stderr)
+        return 2
+    problem = output_problem(args.out, args.curve)
+    if problem is not None:
+        print(f"benchmark cheques: {problem}", file=sys.stderr)
         return 2
     if not 0 <= args.rough_fraction <= 1:
         print(f"benchmark cheques: --rough-fraction must be between 0 and 1, got "

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.bench_cheques import draw_curve, print_table, run_reader, score, synthetic_cases
-from pipelines.cli import positive_int
+from pipelines.cli import output_problem, positive_int
 from pipelines.metrics import error_reject_curve
 from pipelines.reader import DEFAULT_READER_WEIGHTS, load_reader, save_reader
 from pipelines.train_global import CRITERIA, GlobalConfig, train_global
@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.n <= 0 or args.train_n <= 0:
         print("benchmark global: --n and --train-n must be positive", file=sys.stderr)
+        return 2
+    problem = output_problem(args.out, args.curve)
+    if problem is not None:
+        print(f"benchmark global: {problem}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     isolated = args.isolated or DEFAULT_READER_WEIGHTS

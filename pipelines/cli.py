@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -43,6 +44,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def output_problem(*paths: Path | None) -> str | None:
+    """Make the folders of the output files a command will write (before it runs, so that a
+    long run does not end in an error); the problem, or None when all can be made."""
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            return f"cannot write {path}: {err}"
+        if path.is_dir():
+            return f"cannot write {path}: it is a folder"
+    return None
 
 
 def device_problem(name: str) -> str | None:

@@ -28,12 +28,22 @@ def test_a_rough_fraction_outside_0_1_is_refused(capsys):
 
 @needs_mnist
 def test_the_benchmark_writes_the_issues_json_keys(tmp_path):
-    out = tmp_path / "m.json"
+    out = tmp_path / "new" / "m.json"  # folders that do not exist yet are made
     argv = ["--n", "3", "--field", "--workers", "1", "--rough-fraction", "0.5",
-            "--out", str(out), "--curve", str(tmp_path / "curve.png")]
+            "--out", str(out), "--curve", str(tmp_path / "pictures" / "curve.png")]
     assert main(argv) == 0
     metrics = json.loads(out.read_text())
     assert set(metrics) == {"n", "amount_accuracy", "char_error_rate", "field_accuracy",
                             "segmentation_accuracy", "error_at_reject", "cheques_per_second"}
     assert metrics["n"] == 3 and set(metrics["error_at_reject"]) == {"0", "0.05", "0.1", "0.2"}
-    assert (tmp_path / "curve.png").stat().st_size > 0
+    assert (tmp_path / "pictures" / "curve.png").stat().st_size > 0
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_run(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me")
+    assert main(["--n", "2", "--out", str(a_file / "m.json")]) == 2
+    assert main(["--n", "2", "--curve", str(tmp_path)]) == 2  # a folder
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("cannot write" in line for line in err)
+    assert a_file.read_text() == "keep me"
