@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n <= 0 or args.train_n <= 0:
         print("benchmark global: --n and --train-n must be positive", file=sys.stderr)
         return 2
-    problem = output_problem(args.out, args.curve)
+    problem = output_problem(args.out, args.curve, args.save_global)
     if problem is not None:
         print(f"benchmark global: {problem}", file=sys.stderr)
         return 2

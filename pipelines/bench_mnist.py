@@ -23,7 +23,7 @@ import torch
 from pipelines.chardata import mnist_inputs
 from pipelines.charimage import ink_to_input
 from pipelines.charset import CLASSES, NUM_CLASSES
-from pipelines.cli import EXIT_OK, EXIT_USAGE, positive_int
+from pipelines.cli import EXIT_OK, EXIT_USAGE, output_problem, positive_int
 from pipelines.mnist import MnistError, load_mnist
 from pipelines.recognizer import DEFAULT_WEIGHTS, load_recognizer
 
@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = get_args_parser().parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    problem = output_problem(args.out, args.confusion)
+    if problem is not None:
+        print(f"benchmark mnist: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         r = run(args.weights, args.limit, args.threads)
     except (MnistError, ValueError) as err:

@@ -21,6 +21,7 @@ from pipelines.cli import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     device_problem,
+    output_problem,
     quiet_on_closed_pipe,
 )
 
@@ -77,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read_cheque: --reject-below must be within 0..1, got {args.reject_below}",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.explain is not None:
+        import cv2
+
+        problem = output_problem(args.explain)
+        if problem is None and not cv2.haveImageWriter(str(args.explain)):
+            problem = f"--explain {args.explain}: not a picture name (.png, .jpg, ...)"
+        if problem is not None:
+            print(f"read_cheque: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     import torch
 
     from pipelines.images import load_gray

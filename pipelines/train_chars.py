@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipelines.chardata import CharData, build_chars, mnist_inputs
 from pipelines.charimage import ink_to_input
-from pipelines.cli import EXIT_OK, EXIT_USAGE, device_problem, positive_int
+from pipelines.cli import EXIT_OK, EXIT_USAGE, device_problem, output_problem, positive_int
 from pipelines.distort import DistortConfig, distort
 from pipelines.lenet import count_parameters, loss_for
 from pipelines.mnist import MnistError, load_mnist
@@ -219,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       device=args.device, batch_size=args.batch_size, limit=args.limit,
                       lr=args.lr, threads=args.threads)
     out = args.out if args.out is not None else Path("runs") / f"{args.arch}.pt"
+    problem = output_problem(out)
+    if problem is not None:
+        print(f"train chars: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         train(cfg, out, log=lambda s: print(s, flush=True))
     except MnistError as err:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 import gtn
 from pipelines.amounts import GRAMMARS
-from pipelines.cli import positive_int
+from pipelines.cli import output_problem, positive_int
 from pipelines.datasets import BadRow, BadRowsError, Example, load_examples
 from pipelines.preparation import Prepared, prepare
 from pipelines.reader import (
@@ -386,6 +386,10 @@ def _init_distributed() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    problem = output_problem(args.out, args.checkpoint)
+    if problem is not None:
+        print(f"train global: {problem}", file=sys.stderr)
+        return 2
     _init_distributed()
     rank, size = world()
     torch.set_num_threads(args.threads)

@@ -145,9 +145,17 @@ def test_output_closed_early_ends_quietly() -> None:
     ["pipelines.train", "global", "--data", "samples", "--threads", "x"],
     ["gtn.bench", "--budget", "-1"],
     ["gtn.bench", "--out", "/nonexistent/rows.json"],
+    # outputs that cannot be written are refused before any work: a folder, a file in the way
+    ["pipelines.read_cheque", "samples/00004.png", "--explain", "samples"],
+    ["pipelines.read_cheque", "samples/00004.png", "--explain", "explained.txt"],
+    ["pipelines.train", "chars", "--limit", "20", "--out", "samples"],
+    ["pipelines.benchmark", "mnist", "--confusion", "samples/00004.png/c.png"],
+    ["pipelines.train", "global", "--data", "samples", "--out", "samples/00004.png/r.pt"],
+    ["pipelines.benchmark", "global", "--save-global", "samples"],
 ])
-def test_other_commands_refuse_bad_counts_without_a_traceback(argv):
+def test_other_commands_refuse_bad_arguments_without_a_traceback(argv):
     proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
                           cwd=SAMPLES.parent, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "error" in proc.stderr.strip().splitlines()[-1]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert ("error" in last or "cannot write" in last or "not a picture" in last), last
