@@ -33,17 +33,24 @@ def dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: Sequence[str
     return quiet_on_closed_pipe(lambda: int(module.main(rest) or 0))
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1 (threads, workers, processes)."""
-    import argparse
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `low`."""
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    def parse(text: str) -> int:
+        import argparse
+
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)  # threads, workers, processes
 
 
 def output_problem(*paths: Path | None) -> str | None:

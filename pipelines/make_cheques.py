@@ -31,7 +31,7 @@ from pipelines.cheques import (
     to_label,
     write_records,
 )
-from pipelines.cli import EXIT_USAGE
+from pipelines.cli import EXIT_USAGE, int_at_least
 from pipelines.mnist import SPLITS
 from pipelines.scan_effects import rough_scan
 
@@ -40,16 +40,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-def _nonneg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -66,8 +56,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="make_cheques", description="Write synthetic cheques with labels.")
     p.add_argument("--split", required=True, choices=SPLITS,
                    help="MNIST split of the digits: train for training data, test for evaluation")
-    p.add_argument("--n", required=True, type=_nonneg, help="number of cheques")
-    p.add_argument("--seed", required=True, type=_nonneg, help="non-negative integer seed")
+    p.add_argument("--n", required=True, type=int_at_least(0), help="number of cheques")
+    p.add_argument("--seed", required=True, type=int_at_least(0), help="non-negative integer seed")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--fields-only", action="store_true", help="write only the amount field")
     p.add_argument("--format", default="us", choices=FORMATS, help="how amounts are written")
@@ -77,7 +67,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rough-fraction", type=_fraction, default=0.0,
                    help="give this fraction of the (non-bitonal) cheques a rough scan: heavy "
                         "pen, faint ink, blur, noise, dust, shading, coarse JPEG (default 0)")
-    p.add_argument("--workers", type=_nonneg, default=1, help="processes (default 1)")
+    p.add_argument("--workers", type=int_at_least(0), default=1, help="processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
