@@ -49,15 +49,12 @@ def synthetic_cases(n: int, seed: int, is_field: bool, fmt: str = "us",
                     rough: float = 0.0) -> list[Case]:
     """`n` test-split cheques (10% bitonal); a fraction `rough` of the others as rough scans
     (`scan_effects.rough_scan`), the rest the same as without."""
-    from pipelines.cheques import generate_cheques, is_bitonal, is_rough, rough_rng
-    from pipelines.scan_effects import rough_scan
+    from pipelines.cheques import generate_cheques, is_bitonal, roughened
 
     cases = []
     for i, s in enumerate(generate_cheques(n, seed, "test", fmt=fmt, fields_only=is_field,
                                            bitonal=BITONAL)):
-        image = s.image
-        if not is_bitonal(BITONAL, seed, i) and is_rough(rough, seed, i):
-            image = rough_scan(image, rough_rng(seed, i))
+        image = roughened(s.image, rough, seed, i, is_bitonal(BITONAL, seed, i))
         ok, png = cv2.imencode(".png", image)
         cases.append(Case(png.tobytes(), s.text, s.amount, s.grammar, tuple(s.field_box),
                           [tuple(c.box) for c in s.chars]))

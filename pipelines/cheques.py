@@ -26,6 +26,7 @@ from pipelines.amount_text import sample_amount_text
 from pipelines.amounts import normalize_amount
 from pipelines.cheque_compose import compose_cheque
 from pipelines.mnist import SPLITS, Mnist, load_mnist
+from pipelines.scan_effects import rough_scan
 
 FORMATS = ("us", "eu", "mixed")
 Box = tuple[int, int, int, int]
@@ -142,6 +143,15 @@ def rough_rng(seed: int, index: int) -> np.random.Generator:
     """The random stream of cheque `index`'s rough scan, apart from its generator's, so that
     a data set's other cheques are the same with or without rough scans."""
     return np.random.default_rng([int(seed), int(index), 3])
+
+
+def roughened(image: np.ndarray, rough: float, seed: int, index: int,
+              bitonal: bool) -> np.ndarray:
+    """Cheque `index`'s image as scanned: a rough scan when it is drawn (`is_rough`) and not
+    bitonal, else as generated."""
+    if bitonal or not is_rough(rough, seed, index):
+        return image
+    return rough_scan(image, rough_rng(seed, index))
 
 
 def _drawn(frac: float, seed: int, index: int, stream: int) -> bool:

@@ -24,16 +24,14 @@ from pipelines.cheques import (
     file_name,
     generate_cheque,
     is_bitonal,
-    is_rough,
     mnist_split,
     prepare_dir,
-    rough_rng,
+    roughened,
     to_label,
     write_records,
 )
 from pipelines.cli import EXIT_USAGE, int_at_least
 from pipelines.mnist import SPLITS
-from pipelines.scan_effects import rough_scan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,9 +79,7 @@ def _make_one(index: int) -> tuple[bytes, dict]:
     bitonal = is_bitonal(a["bitonal"], a["seed"], index)
     sample = generate_cheque(derive_seed(a["seed"], index), a["split"], None, a["format"],
                              bitonal, a["fields_only"])
-    image = sample.image
-    if not bitonal and is_rough(a["rough"], a["seed"], index):
-        image = rough_scan(image, rough_rng(a["seed"], index))
+    image = roughened(sample.image, a["rough"], a["seed"], index, bitonal)
     return encode_png(image), to_label(sample, file_name(index))
 
 
