@@ -114,3 +114,41 @@ def test_skew_is_the_angle_of_the_sharpest_row_projection(slope_deg: float) -> N
     best = max(scores.values())
     assert estimate_skew(mask) == min(a for a, s in scores.items() if s == best)
     assert abs(estimate_skew(mask) + slope_deg) <= 0.5
+
+
+def test_rule_removal_takes_rules_and_leaves_flat_strokes_and_blots() -> None:
+    """In a small field (an amount of one or two digits), a flat stroke as long as a third of
+    the field's width and a filled loop wider than that are writing; the underline is not."""
+    from pipelines.segmentation import RULE_LENGTH, remove_rules
+
+    mask = np.zeros((80, 90), bool)
+    mask[72:75, :] = True  # the underline, across the whole field
+    mask[40:43, 10:50] = True  # a flat stroke, 40 px: longer than 90 // 3, shorter than 0.8 * 80
+    mask[5:25, 50:85] = True  # a blot 35 px wide and 20 deep
+    assert 35 < RULE_LENGTH * 80 < 90
+    kept = remove_rules(mask)
+    assert not kept[72:75].any()
+    assert kept[40:43, 10:50].all()
+    assert kept[5:25, 50:85].all()
+
+
+def test_flat_remnants_are_stray_only_when_straight() -> None:
+    """A flat piece of ink longer than 1.5 line heights is the remnant of a printed rule when
+    it runs straight (even tilted), and writing (the cut-off tail of a '3') when it curves."""
+    import cv2
+
+    from pipelines.segmentation import Line, runs_straight, stray
+
+    mask = np.zeros((120, 300), np.uint8)
+    xs = np.arange(70)
+    for x in xs:  # a straight, slightly tilted bar and one period of a flat wave, 2 px thick
+        mask[20 + x // 20 : 22 + x // 20, 10 + x] = 1
+        y = int(round(63.5 + 3.5 * np.sin(2 * np.pi * x / 70)))
+        mask[y : y + 2, 150 + x] = 1
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    stats = stats[1:]
+    assert n == 3 and stats[0, 0] == 10 and stats[1, 0] == 150
+    line = Line(top=30.0, height=40.0)  # both: wider than 1.5 and flatter than 0.25 heights
+    assert stray(stats, line).tolist() == [True, True]
+    assert stray(stats, line, labels).tolist() == [True, False]
+    assert runs_straight(labels, stats, 0) and not runs_straight(labels, stats, 1)
