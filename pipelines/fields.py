@@ -127,7 +127,22 @@ def find_rules(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                              np.ones((1, long_h), np.uint8)) & mask
     vert = cv2.morphologyEx(cv2.dilate(mask, np.ones((1, 3), np.uint8)), cv2.MORPH_OPEN,
                             np.ones((long_v, 1), np.uint8)) & mask
-    return horiz, vert
+    return horiz, box_sides(vert, horiz, 3 * long_v)
+
+
+def box_sides(vert: np.ndarray, horiz: np.ndarray, tall: int) -> np.ndarray:
+    """The vertical rules (uint8 mask) that are sides of printed boxes: runs that meet a
+    horizontal rule in their top quarter and in their bottom quarter (a stroke crossing the
+    corner may lengthen them), or that are `tall` or taller. A long straight handwritten '1'
+    is as long as a box's side, but it stands free, or at most on the underline."""
+    sides = np.zeros_like(vert)
+    for x0, y0, x1, y1 in _rects(vert).tolist():  # a few runs a page
+        q = max((y1 - y0) // 4, 1)
+        a, b = max(x0 - 3, 0), x1 + 3
+        if (y1 - y0 >= tall or (horiz[max(y0 - 3, 0) : y0 + q, a:b].any()
+                                and horiz[y1 - q : y1 + 3, a:b].any())):
+            sides[y0:y1, x0:x1] |= vert[y0:y1, x0:x1]
+    return sides
 
 
 def _rects(mask: np.ndarray) -> np.ndarray:

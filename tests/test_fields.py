@@ -275,3 +275,21 @@ def test_clean_pages_are_not_smoothed(cheques: list, monkeypatch) -> None:
         monkeypatch.setattr(fields, "GRAINY_PAGE", 255)
         assert all(np.array_equal(a, b) for a, b in zip(ink, fields.ink_masks(small)))
         monkeypatch.undo()
+
+
+def test_box_sides_are_rules_and_a_tall_handwritten_one_is_not() -> None:
+    """A box's sides meet its top and bottom; a long straight '1' standing on the underline
+    (or a stroke lengthening a side past the corner) must not change that."""
+    from pipelines.fields import find_rules
+
+    page = np.zeros((200, 800), np.uint8)
+    page[40:42, 500:700] = 1  # the amount box: top, bottom, sides
+    page[90:92, 500:700] = 1
+    page[40:92, 500:502] = 1
+    page[40:92, 698:700] = 1
+    page[25:41, 698:700] = 1  # a stroke of the date crossing the corner above a side
+    page[150:152, 100:400] = 1  # an underline with a tall straight '1' standing on it
+    page[110:151, 200:203] = 1
+    _, vert = find_rules(page)
+    assert vert[45:88, 500:502].all() and vert[45:88, 698:700].all()
+    assert not vert[110:150, 200:203].any()
