@@ -318,14 +318,19 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
 
     scan = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
     first = read_cheque(scan, reader, grammar=rec["grammar"])
-    # The scan is upright: turned upside down it reads with a confidence of about 0.14.
-    doubt = Reading(first.amount, first.text, 0.19, True, first.field_box)
+    # The scan is upright: turned upside down it reads with a small confidence, measured first.
+    doubt = Reading(first.amount, first.text, 0.0, True, first.field_box)
+    (turned,) = read_again(reader, [scan], [doubt], False, [rec["grammar"]],
+                           reject_below=0.0).values()
+    low = turned[1].confidence
+    assert 0.01 < low < RETRY_BELOW - 0.02 and turned[1].amount != rec["amount"]
+    doubt.confidence = low + 0.01  # the turned view is less confident: dropped
     assert read_again(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
-    doubt.confidence = 0.1  # now less confident than the turned reading, which is rejected
+    doubt.confidence = low / 2  # now less confident than the turned reading, which is rejected
     assert read_again(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
     (turned,) = read_again(reader, [scan], [doubt], False, [rec["grammar"]],
-                           reject_below=0.12).values()
-    assert 0.12 <= turned[1].confidence < 0.19 and not turned[1].rejected
+                           reject_below=low - 0.005).values()
+    assert abs(turned[1].confidence - low) < 1e-6 and not turned[1].rejected
     assert turned[0].fields[0].turns == 2
 
 
