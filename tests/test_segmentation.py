@@ -117,7 +117,7 @@ def test_skew_is_the_angle_of_the_sharpest_row_projection(slope_deg: float) -> N
 
 
 def test_rule_removal_takes_rules_and_leaves_flat_strokes_and_blots() -> None:
-    """In a small field (an amount of one or two digits), a flat stroke as long as a third of
+    """In a small field (an amount of one or two digits), a flat stroke longer than a third of
     the field's width and a filled loop wider than that are writing; the underline is not."""
     from pipelines.segmentation import RULE_LENGTH, remove_rules
 
