@@ -96,10 +96,15 @@ def photometric(img: np.ndarray, p: ScanParams, rng: np.random.Generator) -> np.
         img = cv2.adaptiveThreshold(img, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY,
                                     block, 18)
     elif p.jpeg:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, p.jpeg])
-        assert ok
-        img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        img = jpeg_round_trip(img, p.jpeg)
     return img
+
+
+def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
+    """The greyscale image after JPEG compression at `quality` (1-100) and decoding."""
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    assert ok
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
 
 
 def rough_scan(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -125,9 +130,7 @@ def rough_scan(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         elif effect == 4:
             img = _specks_and_shade(img, rng)
     if jpeg:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 41))])
-        assert ok
-        img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        img = jpeg_round_trip(img, int(rng.integers(15, 41)))
     return img
 
 
