@@ -18,6 +18,7 @@ Same semirings, same results.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,11 +161,31 @@ class Layout:
     final_at: list[int]   # positions where some graph accepts
 
 
+# The layouts of the last few batches, by the identities of their graphs' bands (each entry
+# holds those bands, so that no identity is reused while it is cached): scoring the same batch
+# again (a fixed set of graphs whose weights are trained) skips rebuilding it.
+_LAYOUTS: OrderedDict[tuple[Any, ...], tuple[list[Band], Layout]] = OrderedDict()
+LAYOUTS_CACHED = 8
+
+
 def layout(graphs: list[Graph], zero: float = float("-inf"), one: float = 0.0,
            dtype: torch.dtype = torch.float64) -> Layout:
-    """The :class:`Layout` of a batch, from each graph's cached :class:`Band`."""
+    """The :class:`Layout` of a batch, from each graph's cached :class:`Band` (cached too)."""
     bands = [band(g) for g in graphs]
-    B, T = len(graphs), max(g.num_states for g in graphs)
+    key = (zero, one, dtype, *map(id, bands))
+    hit = _LAYOUTS.get(key)
+    if hit is not None:
+        _LAYOUTS.move_to_end(key)
+        return hit[1]
+    lay = _new_layout(bands, zero, one, dtype)
+    _LAYOUTS[key] = (bands, lay)
+    if len(_LAYOUTS) > LAYOUTS_CACHED:
+        _LAYOUTS.popitem(last=False)
+    return lay
+
+
+def _new_layout(bands: list[Band], zero: float, one: float, dtype: torch.dtype) -> Layout:
+    B, T = len(bands), max(len(b.pos) for b in bands)
     K, width = max(b.span for b in bands), max(b.width for b in bands)
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     start, start_at = _ends([b.start_pos for b in bands], T, zero, one, np_dtype)

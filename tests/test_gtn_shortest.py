@@ -250,3 +250,32 @@ def test_scan_with_impossible_arcs_matches_the_level_dp(dtype):
     assert not gs_.isnan().any() and torch.allclose(gs_, torch.nan_to_num(gl), rtol=tol, atol=tol)
     with torch.no_grad():
         assert torch.equal(scanned_log_score(gs, w.detach()), ts)
+
+
+def test_a_batch_scored_again_reuses_its_layout_and_the_new_weights():
+    """The scan caches a batch's layout by its graphs' bands: scoring the same graphs with
+    other weights gives what a fresh layout gives (and the level DP), and another batch of
+    the same graphs (reordered, one left out) is not taken for it."""
+    from gtn import banded
+    from gtn.bench import random_lattice
+    from gtn.levels import level_score
+
+    gs = [random_lattice(n, seed=n) for n in (3, 8, 12)]
+    first = gtn.forward_score(gs)
+    key = [k for k in banded._LAYOUTS if k[3:] == tuple(id(banded.band(g)) for g in gs)]
+    assert len(key) == 1
+    lay = banded._LAYOUTS[key[0]][1]
+    assert banded.layout(gs) is lay
+    gen = torch.Generator().manual_seed(0)
+    again = [g.replace(weight=torch.randn(g.num_arcs, generator=gen, dtype=torch.float64))
+             for g in gs]
+    for g, h in zip(gs, again):  # the same topology: the bands (and so the layout) are shared
+        h._cache.update(g._cache)
+    assert banded.layout(again) is lay
+    w = torch.cat([h.weight for h in again])
+    got = gtn.forward_score(again)
+    assert torch.allclose(got, level_score(again, w, gtn.LOG), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(got, first)
+    assert banded.layout(gs[::-1]) is not lay
+    assert torch.allclose(gtn.forward_score(gs[::-1]), first.flip(0), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(gtn.forward_score(gs[1:]), first[1:], rtol=1e-12, atol=1e-12)
