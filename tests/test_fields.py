@@ -261,18 +261,47 @@ def test_grainy_pages_are_smoothed_before_ink_is_found(seed, monkeypatch):
     ink = fields.ink_masks(small)[0].mean()
     clean = fields.ink_masks(fields.to_working(c.image))[0].mean()
     monkeypatch.setattr(fields, "GRAINY_PAGE", 255)
+    monkeypatch.setattr(fields, "NOISY_PAGE", 255)
     unsmoothed = fields.ink_masks(small)[0].mean()
     assert ink < 2 * clean < 0.2 < unsmoothed
 
 
+def test_noise_and_white_dust_do_not_turn_the_paper_into_ink(monkeypatch) -> None:
+    """A page with pixel noise (sigma 6) and dust, grain between NOISY_PAGE and GRAINY_PAGE:
+    a white speck raises the max-filter paper level over its whole window. With the paper
+    level from the median-smoothed page, the writing is ink and the paper is not; with the
+    raw maximum, a third of the paper was."""
+    import cv2
+
+    from pipelines import fields
+    from pipelines.numeric import median_u8
+
+    rng = np.random.default_rng(0)
+    writing = np.zeros((340, 800), np.uint8)
+    cv2.putText(writing, "194.23", (520, 160), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 255, 3)
+    stroke = writing > 0
+    page = np.where(stroke, 120.0, 190.0) + rng.normal(0, 6, stroke.shape)
+    dust = rng.random(page.shape) < 0.004
+    page[dust] = np.where(rng.random(int(dust.sum())) < 0.5, 0, 255)
+    gray = np.clip(page, 0, 255).astype(np.uint8)
+    below = cv2.subtract(cv2.dilate(gray, np.ones((15, 15), np.uint8)), gray)
+    assert fields.NOISY_PAGE < median_u8(below[::2, ::2]) <= fields.GRAINY_PAGE
+    ink = fields.ink_masks(gray)[0].astype(bool)
+    assert ink[stroke].mean() > 0.98 and ink[~stroke].mean() < 0.001
+    monkeypatch.setattr(fields, "NOISY_PAGE", 255)
+    assert fields.ink_masks(gray)[0].astype(bool)[~stroke].mean() > 0.2
+
+
 @needs_mnist
 def test_clean_pages_are_not_smoothed(cheques: list, monkeypatch) -> None:
+    """Clean pages (grain at most NOISY_PAGE) keep the raw max-filter paper level."""
     from pipelines import fields
 
     for c in cheques:
         small = fields.to_working(c.image)
         ink = fields.ink_masks(small)
         monkeypatch.setattr(fields, "GRAINY_PAGE", 255)
+        monkeypatch.setattr(fields, "NOISY_PAGE", 255)
         assert all(np.array_equal(a, b) for a, b in zip(ink, fields.ink_masks(small)))
         monkeypatch.undo()
 
