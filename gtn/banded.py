@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import jit
 from .graph import Graph
 from .semiring import LOG, NEG_INF, Semiring, exp_floor
 
@@ -285,7 +286,10 @@ def scan(edges: np.ndarray, lay: Layout, semiring: Semiring,
             raise ValueError(f"direction must be 'forward' or 'backward', got {d!r}")
     into, enter = np.concatenate(intos, 2), np.concatenate(enters, 1)
     buf = np.full((T + K, len(directions) * B), zero, dtype=e.dtype)
-    plus = _np_plus(semiring)
+    plus = _np_plus(semiring)  # also refuses semirings other than log and max
+    if jit.deep(T):
+        jit.scan(into, enter, at, semiring.name == "log", buf)
+        return buf
     for i in range(T):
         terms = buf[i : i + K] + into[i]
         if K > 3:  # one reduce call (the same pairwise sums, in order) beats K - 1 calls

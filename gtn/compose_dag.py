@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import jit
 from .graph import EPSILON, Graph
 
 
@@ -184,10 +185,12 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     p_all, q_all = _product_states(np.arange(N) if keys is None else keys, W, ga, gb)
     init = np.zeros(N, dtype=bool)
     init[st_id] = True
-    sweep = _level_groups(s_id, d_id, bounds)
-    fwd = _level_reach(sweep, init, False)
     final = a.accept.numpy()[p_all] & b.accept.numpy()[np.maximum(q_all, 0)] & (q_all >= 0)
-    bwd = _level_reach(sweep, final, True)
+    if jit.deep(len(bounds) - 1):  # one compiled pass each way over the arcs in sweep order
+        fwd, bwd = jit.reach(s_id, d_id, init, False), jit.reach(s_id, d_id, final, True)
+    else:
+        sweep = _level_groups(s_id, d_id, bounds)
+        fwd, bwd = _level_reach(sweep, init, False), _level_reach(sweep, final, True)
     kept = np.flatnonzero(fwd[s_id] & bwd[d_id])
     own = None if owner is None else owner.numpy()
     if own is not None:  # arcs grouped by member, each member's in sweep order

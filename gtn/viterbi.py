@@ -1,10 +1,11 @@
 """Best paths by backpointers of the max semiring (no autograd pass, so it runs under
 ``torch.no_grad()`` and ``torch.inference_mode()``).
 
-Lattices (small topological bandwidth) use the banded tree reduction, keeping the argmax of
+Deep graphs (many levels) use the compiled kernel of :mod:`gtn.jit` where numba is installed. Else
+lattices (small topological bandwidth) use the banded tree reduction, keeping the argmax of
 every max-plus matrix product and walking the tree back down; other graphs use the numpy level
 DP of :mod:`gtn.levels`, keeping the best incoming arc of each state. Ties go to the lowest
-index.
+index (the kernel: to the first arc into a state).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import jit
 from .banded import banded_matrices, banded_ok
 from .graph import Graph
 from .levels import best_paths, level_dp
@@ -24,6 +26,8 @@ def viterbi_paths(graphs: Graph | list[Graph]) -> list[list[int]]:
     nothing accepts. One batched pass over the list."""
     gs, _ = _as_list(graphs)
     with torch.no_grad():
+        if jit.use_for(gs):
+            return jit.best_paths(gs)
         if banded_ok(gs):
             return _banded_paths(gs)
         return _level_paths(gs)
