@@ -128,7 +128,10 @@ def _kernel(name: str) -> Callable[..., Any]:
     if name not in _KERNELS:
         import numba
 
-        _KERNELS[name] = numba.njit(cache=True, nogil=True)(_PYTHON[name])
+        try:
+            _KERNELS[name] = numba.njit(cache=True, nogil=True)(_PYTHON[name])
+        except RuntimeError:  # numba finds nowhere writable to cache it: compile each time
+            _KERNELS[name] = numba.njit(nogil=True)(_PYTHON[name])
     return _KERNELS[name]
 
 
