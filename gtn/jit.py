@@ -187,5 +187,7 @@ def best_paths(graphs: list[Graph]) -> list[list[int]]:
     for g in graphs:
         topo, first, by_dst, src, start, accept = _structure(g)
         w = g.weight.detach().numpy()
+        if w.dtype not in (np.float32, np.float64):  # numba has no half floats
+            w = w.astype(np.float64)
         out.append(kernel(w, topo, first, by_dst, src, start, accept).tolist())
     return out

@@ -148,3 +148,13 @@ def path_score(g: gtn.Graph, idx: list[int]) -> float:
     if idx:
         return float(g.weight[idx].sum())
     return 0.0 if bool((g.start & g.accept).any()) else -math.inf
+
+
+def test_half_precision_weights_are_scored_in_float64():
+    from gtn.bench import random_lattice
+
+    g = random_lattice(300, seed=1)
+    half = g.replace(weight=g.weight.to(torch.float16))
+    (idx,) = jit.best_paths([half])
+    (ref,) = jit.best_paths([half.replace(weight=half.weight.to(torch.float64))])
+    assert idx == ref and len(idx) > 0
