@@ -174,9 +174,9 @@ def _structure(g: Graph) -> tuple[np.ndarray, ...]:
 def use_for(graphs: list[Graph]) -> bool:
     """Whether :func:`best_paths` takes this batch: kernels available, CPU weights, a graph
     with at least MIN_LEVELS topological levels."""
-    return (available() and all(g.weight.device.type == "cpu" for g in graphs)
-            and any(int(g.state_levels().max()) + 1 >= MIN_LEVELS for g in graphs
-                    if g.num_states))
+    return (all(g.weight.device.type == "cpu" for g in graphs)
+            and deep(max((int(g.state_levels().max()) + 1 for g in graphs if g.num_states),
+                         default=0)))
 
 
 def best_paths(graphs: list[Graph]) -> list[list[int]]:
