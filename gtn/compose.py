@@ -72,7 +72,7 @@ def compose(a: Graph, b: Graph) -> Graph:
     Output arc weight = ``a.weight[ia] + b.weight[ib]`` (only the moving side's weight for an
     epsilon move), so gradients reach both operands. Payload comes from ``a``. Trimmed."""
     check_symbols(a, b)
-    if not (bool((a.olabel == EPSILON).any()) and bool((b.ilabel == EPSILON).any())):
+    if not (a.has_epsilon("out") and b.has_epsilon("in")):
         return (compose_dag(a, b) if dag_compose_ok(a, b) else _compose_unfiltered(a, b))[0]
     return _compose_filtered(a, b)
 
@@ -139,7 +139,7 @@ def compose_many(graphs: list[Graph], b: Graph) -> list[Graph]:
     for g in graphs:
         check_symbols(g, b)
     u = _union_with_levels(graphs)  # one epsilon check on it instead of one per graph
-    if bool((b.ilabel == EPSILON).any()) and bool((u.olabel == EPSILON).any()):
+    if b.has_epsilon("in") and u.has_epsilon("out"):
         return [compose(g, b) for g in graphs]
     if dag_compose_ok(u, b):
         c, p = compose_dag(u, b, owner=_member_of_state(graphs))
@@ -158,7 +158,7 @@ def compose_pairs(first: list[Graph], second: list[Graph]) -> list[Graph]:
         check_symbols(a, b)
     from .ops import union
     pairs_ok = len(first) > 1 and all(a.is_acyclic for a in first) and not any(
-        bool((a.olabel == EPSILON).any()) and bool((b.ilabel == EPSILON).any())
+        a.has_epsilon("out") and b.has_epsilon("in")
         for a, b in zip(first, second))
     ua = _union_with_levels(first) if pairs_ok else None
     ub = union(second) if pairs_ok else None

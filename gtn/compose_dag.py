@@ -10,7 +10,8 @@ All product arcs come from one join on the label (the staying side joins as an e
 on every state). With the arcs grouped by source level, reachability from the start states and
 co-reachability to the accept states are one scatter per level each, run in numpy on the index
 arrays. The result's states are numbered in level order and its levels are cached, so the
-dynamic programs of :mod:`gtn.shortest` need no topological sort.
+dynamic programs of :mod:`gtn.shortest` need no topological sort. Where the compiled kernels are
+in use (:func:`gtn.jit.use`), all of it runs as one compiled pass with the same result.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def input_epsilon_levels(b: Graph) -> Tensor | None:
 def dag_compose_ok(a: Graph, b: Graph) -> bool:
     """Whether :func:`compose_dag` applies: ``a`` acyclic, no filter needed, and ``b``'s
     input-epsilon arcs acyclic."""
-    a_eps = bool((a.olabel == EPSILON).any())
-    b_eps = bool((b.ilabel == EPSILON).any())
+    a_eps = a.has_epsilon("out")
+    b_eps = b.has_epsilon("in")
     if a_eps and b_eps:
         return False
     return (a.src.device.type == "cpu" and a.is_acyclic
@@ -137,7 +138,7 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     from a state of epsilon level ``e``: those loops join only with such arcs of ``b``, whose
     key carries ``e``. Within one level of ``a`` the epsilon moves then run level by level
     before the arcs that leave it (and after them, backwards)."""
-    a_eps = bool((a.olabel == EPSILON).any())
+    a_eps = a.has_epsilon("out")
     lev_a = a.state_levels().numpy()
     lev_e_t = input_epsilon_levels(b)
     assert lev_e_t is not None
@@ -150,6 +151,14 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     b_key = b.ilabel.numpy()
     if K > 1:  # b's input epsilons carry the epsilon level of their source
         b_key = np.where(b_key == EPSILON, EPSILON - lev_e[b.src.numpy()], b_key)
+    if jit.use((int(lev_a.max()) + 1) * K if Sa else 1):
+        zeros = np.zeros(Sa, dtype=np.int64)
+        out = jit.compose(a, b, lev_e, zeros if ga is None else ga,
+                          np.zeros(Sb, dtype=np.int64) if gb is None else gb,
+                          zeros if owner is None else owner.numpy(), a_eps, MAX_IDS)
+        if out is not None:
+            arcs, ends, levels, p_of = out
+            return _graph(a, b, ends, arcs, levels, owner is None), torch.from_numpy(p_of)
     a_loops = [EPSILON - e for e in range(K - 1)]
     ka, sa, da, ida, sub = _side(a, a.olabel.numpy(), a_loops, ga, n_groups, K)
     kb, sb, db, idb, _ = _side(b, b_key, [EPSILON] if a_eps else [], gb, n_groups, K)
@@ -186,11 +195,8 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     init = np.zeros(N, dtype=bool)
     init[st_id] = True
     final = a.accept.numpy()[p_all] & b.accept.numpy()[np.maximum(q_all, 0)] & (q_all >= 0)
-    if jit.deep(len(bounds) - 1):  # one compiled pass each way over the arcs in sweep order
-        fwd, bwd = jit.reach(s_id, d_id, init, False), jit.reach(s_id, d_id, final, True)
-    else:
-        sweep = _level_groups(s_id, d_id, bounds)
-        fwd, bwd = _level_reach(sweep, init, False), _level_reach(sweep, final, True)
+    sweep = _level_groups(s_id, d_id, bounds)
+    fwd, bwd = _level_reach(sweep, init, False), _level_reach(sweep, final, True)
     kept = np.flatnonzero(fwd[s_id] & bwd[d_id])
     own = None if owner is None else owner.numpy()
     if own is not None:  # arcs grouped by member, each member's in sweep order
@@ -199,6 +205,11 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     ia = np.repeat(ida, n)[kept]
     return _assemble(a, b, fwd & bwd, init, (p_all, q_all, lev_a, lev_e, K, own),
                      (s_id[kept], d_id[kept], ia, idb[jb[kept]]))
+
+
+# The compiled route's largest tables (product ids: states of a times the largest group of b;
+# join keys: labels times groups): it keeps arrays over the whole range.
+MAX_IDS = 1 << 22
 
 
 def _dense_ids(n_ids: int, n_arcs: int) -> bool:
@@ -246,30 +257,37 @@ def _assemble(a: Graph, b: Graph, keep: np.ndarray, init: np.ndarray,
     new_id = np.full(keep.shape[0], -1, dtype=np.int64)
     new_id[kid[order]] = np.arange(n)
     src, dst, ia, ib = arcs
-    if n == 0:
-        start_m, accept_m = torch.tensor([True]), torch.tensor([False])
-        levels = torch.zeros(1, dtype=torch.long)
-    else:
-        start_m = torch.from_numpy(init[kid[order]])
-        accept_m = torch.from_numpy((a.accept.numpy()[p] & b.accept.numpy()[q])[order])
-        levels = torch.from_numpy(_dense_rank(level)[order])
-    zero = 0.0
-    weight = _pick(a.weight, ia, zero) + _pick(b.weight, ib, zero).to(a.weight.dtype)
+    ends = np.stack([init[kid[order]], (a.accept.numpy()[p] & b.accept.numpy()[q])[order]])
+    g = _graph(a, b, ends, np.stack([new_id[src], new_id[dst], ia, ib]),
+               _dense_rank(level)[order], own is None)
+    return g, torch.from_numpy(p[order])
+
+
+def _graph(a: Graph, b: Graph, ends: np.ndarray, arcs: np.ndarray, levels: np.ndarray,
+           level_sorted: bool) -> Graph:
+    """The composition with ``ends`` (2, S) start and accept flags, ``arcs`` (4, A) source,
+    destination, arc of a and arc of b (one past the end: the side that stays), states'
+    ``levels`` (S,) cached; no state at all gives one that neither starts nor accepts."""
+    if ends.shape[1] == 0:
+        ends, levels = np.array([[True], [False]]), np.zeros(1, dtype=np.int64)
+    src, dst, ia, ib = arcs
+    weight = _pick(a.weight, ia, 0.0) + _pick(b.weight, ib, 0.0).to(a.weight.dtype)
     payload = None if a.payload is None else _pick(a.payload, ia, -1)
-    g = Graph(max(n, 1), start_m, accept_m, torch.from_numpy(new_id[src]),
-              torch.from_numpy(new_id[dst]), _pick(a.ilabel, ia, EPSILON),
+    g = Graph(ends.shape[1], torch.from_numpy(ends[0]), torch.from_numpy(ends[1]),
+              torch.from_numpy(src), torch.from_numpy(dst), _pick(a.ilabel, ia, EPSILON),
               _pick(b.olabel, ib, EPSILON), weight, payload, a.isymbols, b.osymbols,
               checked=False)
-    g._cache["levels"] = levels
-    g._cache["rlevels"] = levels.max() - levels
-    g._cache["level_sorted"] = own is None
-    return g, torch.from_numpy(p[order])
+    lev = torch.from_numpy(levels)
+    g._cache["levels"] = lev
+    g._cache["rlevels"] = lev.max() - lev
+    g._cache["level_sorted"] = level_sorted
+    return g
 
 
 def _dense_rank(x: np.ndarray) -> np.ndarray:
     """(n,) the rank of each value of ``x`` among its distinct values (levels with no state
     left are skipped)."""
-    present = np.zeros(int(x.max()) + 1, dtype=np.int64)
+    present = np.zeros(int(x.max(initial=-1)) + 1, dtype=np.int64)
     present[x] = 1
     rank: np.ndarray = (np.cumsum(present) - 1)[x]
     return rank

@@ -256,6 +256,16 @@ class Graph:
         kind = "acceptor" if self.is_acceptor else "transducer"
         return f"Graph({kind}, states={self.num_states}, arcs={self.num_arcs})"
 
+    def has_epsilon(self, side: str) -> bool:
+        """Whether an arc's input (``side="in"``) or output (``"out"``) label is EPSILON
+        (cached)."""
+        key = "epsilon_" + side
+        if key not in self._cache:
+            labels = {"in": self.ilabel, "out": self.olabel}[side]
+            self._cache[key] = bool((labels == EPSILON).any())
+        out: bool = self._cache[key]
+        return out
+
     # ------------------------------------------------------------------ topology
     def state_levels(self, reverse: bool = False) -> Tensor:
         """(S,) long: longest-path depth of each state from the sources (``reverse``: from

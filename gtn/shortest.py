@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import jit
 from .banded import banded_ok, banded_score, scan_ok, scanned_log_score
 from .graph import Graph, argsort_stable
 from .semiring import LOG, MAX, Semiring
@@ -145,7 +146,9 @@ def score(graphs: Graph | list[Graph], semiring: Semiring,
     _check_dtypes(gs)
     if weight is None:
         weight = torch.cat([g.weight for g in gs]) if len(gs) > 1 else gs[0].weight
-    if semiring is LOG and scan_ok(gs):
+    if semiring is LOG and jit.use_for_scores(gs, weight):
+        totals = jit.log_score(gs, weight)
+    elif semiring is LOG and scan_ok(gs):
         totals = scanned_log_score(gs, weight)
     elif banded_ok(gs) and not semiring.shape:
         totals = banded_score(gs, weight, semiring)

@@ -52,14 +52,36 @@ def test_deep_graphs_take_the_kernel_and_score_as_the_array_routes(monkeypatch):
         assert all(int(g.dst[a]) == int(g.src[b]) for a, b in zip(idx, idx[1:]))
 
 
-def test_shallow_graphs_and_gtn_jit_0_keep_the_array_routes(monkeypatch):
+def test_shallow_graphs_keep_the_array_routes_until_the_process_is_warm(monkeypatch):
     from gtn.bench import random_lattice
 
     g = random_lattice(30, seed=1)
-    assert not jit.use_for([g]) and not jit.use_for([g] * 1000)  # many arcs, few levels
+    monkeypatch.setattr(jit, "WARM_CALLS", 3)
+    monkeypatch.setattr(jit, "_asked", 0)
+    asked = [jit.use_for([g] * 1000) for _ in range(5)]  # many arcs, few levels
+    assert asked == [False, False, False, True, True] and jit.warm()
     big = random_lattice(2000, seed=2000)
+    monkeypatch.setattr(jit, "_asked", 0)
+    assert jit.use_for([big]) and not jit.warm()  # deep: from the first call
     monkeypatch.setenv("GTN_JIT", "0")
-    assert not jit.available() and not jit.use_for([big])
+    monkeypatch.setattr(jit, "_asked", 10)
+    assert not jit.available() and not jit.use_for([big]) and not jit.use_for([g])
+
+
+def test_scores_of_large_batches_scored_again_take_the_banded_scan(monkeypatch):
+    """The compiled score takes a batch scored for the first time, and one scored again only
+    while it has at most MAX_SCORE_ARCS arcs (the banded scan's layout then pays)."""
+    from gtn.bench import random_lattice
+
+    monkeypatch.setattr(jit, "WARM_CALLS", 0)
+    gs = [random_lattice(30, seed=i) for i in range(3)]
+    weight = torch.cat([g.weight for g in gs])
+    monkeypatch.setattr(jit, "MAX_SCORE_ARCS", weight.shape[0] - 1)
+    assert jit.use_for_scores(gs, weight)
+    gtn.forward_score(gs)
+    assert not jit.use_for_scores(gs, weight)
+    monkeypatch.setattr(jit, "MAX_SCORE_ARCS", weight.shape[0])
+    assert jit.use_for_scores(gs, weight)
 
 
 def test_a_cyclic_graph_is_refused():
@@ -117,8 +139,9 @@ def test_deep_scans_give_the_array_scans_values_and_gradients(dtype, monkeypatch
 
 @given(st.lists(graphs(max_states=6, max_arcs=10), min_size=1, max_size=3))
 def test_every_kernel_on_small_graphs_matches_the_array_routes(gs):
-    """With MIN_LEVELS 0 every dynamic program runs compiled: compositions, log totals and
-    best-path scores equal the array routes'."""
+    """With MIN_LEVELS 0 every dynamic program runs compiled: compositions (one graph, a list
+    with one graph, pairs), log totals and their gradients, and best-path scores equal the
+    array routes'."""
     from gtn.bench import grammar
 
     gram = grammar()
@@ -129,17 +152,48 @@ def test_every_kernel_on_small_graphs_matches_the_array_routes(gs):
         for min_levels in (0, 10**9):
             jit.MIN_LEVELS = min_levels
             composed = [gtn.compose(g, gram) for g in gs]
-            totals = gtn.forward_score(gs) if gs else torch.zeros(0)
+            composed += gtn.compose_many(gs, gram) + gtn.compose_pairs(gs, gs[::-1])
+            w = [g.weight.detach().clone().requires_grad_(True) for g in gs]
+            totals = gtn.forward_score([g.replace(weight=x) for g, x in zip(gs, w)]) \
+                if gs else torch.zeros(0)
+            finite = torch.where(torch.isinf(totals), 0.0, totals)
+            (finite * torch.arange(1.0, len(gs) + 1, dtype=totals.dtype)).sum().backward()
+            grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in w]
             best = [path_score(g, idx) for g, idx in zip(gs, gtn.viterbi_paths(gs))]
-            outs.append((composed, totals, best))
+            outs.append((composed, totals.detach(), grads, best))
     finally:
         jit.MIN_LEVELS = saved
-    (c1, t1, b1), (c2, t2, b2) = outs
+    (c1, t1, d1, b1), (c2, t2, d2, b2) = outs
     assert all(_same_graph(x, y) for x, y in zip(c1, c2))
     assert torch.allclose(t1, t2, rtol=1e-9, atol=1e-9)
+    assert all(torch.allclose(x, y, rtol=1e-9, atol=1e-9) for x, y in zip(d1, d2))
     for x, y, v in zip(b1, b2, (gtn.viterbi_score(gs).tolist() if gs else [])):
         assert x == y == v == -math.inf or (math.isclose(x, v, rel_tol=1e-9, abs_tol=1e-9)
                                             and math.isclose(y, v, rel_tol=1e-9, abs_tol=1e-9))
+
+
+@given(graphs(max_states=6, max_arcs=10), st.sampled_from([torch.float64, torch.float32]))
+def test_compiled_log_score_is_the_logsumexp_of_paths_and_its_gradient_the_posteriors(g, dtype):
+    g = g.replace(weight=g.weight.to(dtype))
+    if not g.is_acyclic:
+        return
+    w = g.weight.detach().clone().requires_grad_(True)
+    total = jit.log_score([g], w)[0]
+    ps = paths(g)
+    if not ps:
+        assert total.item() == -math.inf
+        return
+    scores = torch.tensor([sc for _, sc in ps], dtype=torch.float64)
+    z = torch.logsumexp(scores, 0)
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    assert math.isclose(total.item(), z.item(), rel_tol=tol, abs_tol=tol)
+    total.backward()
+    posterior = torch.zeros(g.num_arcs, dtype=torch.float64)
+    for (arcs, _), p in zip(ps, torch.exp(scores - z)):
+        for a in arcs:
+            posterior[a] += p
+    assert w.grad is not None and w.grad.dtype == dtype
+    assert torch.allclose(w.grad.double(), posterior, rtol=tol, atol=tol)
 
 
 def path_score(g: gtn.Graph, idx: list[int]) -> float:
