@@ -146,19 +146,17 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     K = int(lev_e.max()) + 1 if b.num_states else 1
     Sa, Sb = a.num_states, b.num_states
     ga, gb = (groups[0].numpy(), groups[1].numpy()) if groups is not None else (None, None)
+    own = None if owner is None else owner.numpy()
+    if jit.use((int(lev_a.max()) + 1) * K if Sa else 1):
+        out = jit.compose(a, b, lev_e, ga, gb, own, a_eps, MAX_IDS)
+        if out is not None:
+            arcs, ends, levels, p_of = out
+            return _graph(a, b, ends, arcs, levels, owner is None), torch.from_numpy(p_of)
     n_groups = int(max(int(ga.max()), int(gb.max()))) + 1 if ga is not None and gb is not None \
         else 1
     b_key = b.ilabel.numpy()
     if K > 1:  # b's input epsilons carry the epsilon level of their source
         b_key = np.where(b_key == EPSILON, EPSILON - lev_e[b.src.numpy()], b_key)
-    if jit.use((int(lev_a.max()) + 1) * K if Sa else 1):
-        zeros = np.zeros(Sa, dtype=np.int64)
-        out = jit.compose(a, b, lev_e, zeros if ga is None else ga,
-                          np.zeros(Sb, dtype=np.int64) if gb is None else gb,
-                          zeros if owner is None else owner.numpy(), a_eps, MAX_IDS)
-        if out is not None:
-            arcs, ends, levels, p_of = out
-            return _graph(a, b, ends, arcs, levels, owner is None), torch.from_numpy(p_of)
     a_loops = [EPSILON - e for e in range(K - 1)]
     ka, sa, da, ida, sub = _side(a, a.olabel.numpy(), a_loops, ga, n_groups, K)
     kb, sb, db, idb, _ = _side(b, b_key, [EPSILON] if a_eps else [], gb, n_groups, K)
@@ -198,7 +196,6 @@ def compose_dag(a: Graph, b: Graph, groups: tuple[Tensor, Tensor] | None = None,
     sweep = _level_groups(s_id, d_id, bounds)
     fwd, bwd = _level_reach(sweep, init, False), _level_reach(sweep, final, True)
     kept = np.flatnonzero(fwd[s_id] & bwd[d_id])
-    own = None if owner is None else owner.numpy()
     if own is not None:  # arcs grouped by member, each member's in sweep order
         n_own = int(own[-1]) + 1 if own.size else 1
         kept = kept[_argsort(np.repeat(own[sa], n)[kept], n_own)]
@@ -266,17 +263,22 @@ def _assemble(a: Graph, b: Graph, keep: np.ndarray, init: np.ndarray,
 def _graph(a: Graph, b: Graph, ends: np.ndarray, arcs: np.ndarray, levels: np.ndarray,
            level_sorted: bool) -> Graph:
     """The composition with ``ends`` (2, S) start and accept flags, ``arcs`` (4, A) source,
-    destination, arc of a and arc of b (one past the end: the side that stays), states'
-    ``levels`` (S,) cached; no state at all gives one that neither starts nor accepts."""
+    destination, arc of a and arc of b (one past the end: the side that stays), and
+    optionally (7, A) their input label, output label and payload too, states' ``levels``
+    (S,) cached; no state at all gives one that neither starts nor accepts."""
     if ends.shape[1] == 0:
         ends, levels = np.array([[True], [False]]), np.zeros(1, dtype=np.int64)
-    src, dst, ia, ib = arcs
+    src, dst, ia, ib = arcs[:4]
     weight = _pick(a.weight, ia, 0.0) + _pick(b.weight, ib, 0.0).to(a.weight.dtype)
-    payload = None if a.payload is None else _pick(a.payload, ia, -1)
+    if arcs.shape[0] == 7:
+        ilabel, olabel = torch.from_numpy(arcs[4]), torch.from_numpy(arcs[5])
+        payload = None if a.payload is None else torch.from_numpy(arcs[6])
+    else:
+        ilabel, olabel = _pick(a.ilabel, ia, EPSILON), _pick(b.olabel, ib, EPSILON)
+        payload = None if a.payload is None else _pick(a.payload, ia, -1)
     g = Graph(ends.shape[1], torch.from_numpy(ends[0]), torch.from_numpy(ends[1]),
-              torch.from_numpy(src), torch.from_numpy(dst), _pick(a.ilabel, ia, EPSILON),
-              _pick(b.olabel, ib, EPSILON), weight, payload, a.isymbols, b.osymbols,
-              checked=False)
+              torch.from_numpy(src), torch.from_numpy(dst), ilabel, olabel, weight, payload,
+              a.isymbols, b.osymbols, checked=False)
     lev = torch.from_numpy(levels)
     g._cache["levels"] = lev
     g._cache["rlevels"] = lev.max() - lev

@@ -126,24 +126,28 @@ def _scan(into: np.ndarray, enter: np.ndarray, at: np.ndarray, is_log: bool,
             buf[i + K, c] = m + np.log(total)
 
 
-def _compose(a_arcs: np.ndarray, lev_a: np.ndarray, a_ends: np.ndarray, ga: np.ndarray,
-             own: np.ndarray, b_arcs: np.ndarray, lev_e: np.ndarray, b_ends: np.ndarray,
+def _compose(a_arcs: tuple[np.ndarray, ...], lev_a: np.ndarray,
+             a_ends: tuple[np.ndarray, np.ndarray], ga: np.ndarray, own: np.ndarray,
+             b_arcs: np.ndarray, lev_e: np.ndarray, b_ends: np.ndarray,
              gb: np.ndarray, n_groups: int, n_own: int, b_loops: bool
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All of :func:`gtn.compose_dag.compose_dag` in one pass, on ``a`` ((3, Aa) source,
-    destination, output label; ``lev_a`` its states' levels; ``a_ends`` (2, Sa) start and
-    accept) and ``b`` ((3, Ab) source, destination, input label; ``lev_e`` the levels of its
-    input-epsilon subgraph; ``b_ends``), pairing only states of the same group (``ga``,
-    ``gb``): the join on the label (``a``'s arcs stably by sweep group, then K - 1 epsilon
-    self-loops per state of ``a``; ``b``'s arcs, then with ``b_loops`` one epsilon self-loop
-    per state), reachability both ways over the product arcs in join order, then the kept
-    states numbered by (owner ``own`` of their state of ``a``, level, product id) and the kept
-    arcs grouped by owner: the numpy route's states and arcs, in its order.
+    """All of :func:`gtn.compose_dag.compose_dag` in one pass, on ``a`` (``a_arcs``: source,
+    destination, output label, input label and payload (or empty) of its arcs; ``lev_a`` its
+    states' levels; ``a_ends`` start and accept flags) and ``b`` ((4, Ab) source, destination,
+    input label, output label; ``lev_e`` the levels of its input-epsilon subgraph; ``b_ends``
+    (2, Sb)), pairing only states of the same group (``ga``, ``gb``): the join on the label
+    (``a``'s arcs stably by sweep group, then K - 1 epsilon self-loops per state of ``a``;
+    ``b``'s arcs, then with ``b_loops`` one epsilon self-loop per state), reachability both
+    ways over the product arcs in join order, then the kept states numbered by (owner ``own``
+    of their state of ``a``, level, product id) and the kept arcs grouped by owner: the numpy
+    route's states and arcs, in its order.
 
-    Returns (4, A) the arcs (source, destination, arc of ``a``, arc of ``b``; one past the
-    end for the side that stays), (2, S) start and accept, (S,) dense levels, (S,) the state
-    of ``a`` of each state."""
-    Sa, Sb, Aa, Ab = lev_a.shape[0], lev_e.shape[0], a_arcs.shape[1], b_arcs.shape[1]
+    Returns (7, A) the arcs (source, destination, arc of ``a``, arc of ``b`` (one past the
+    end for the side that stays), input label, output label, payload (-1: none)), (2, S) start
+    and accept, (S,) dense levels, (S,) the state of ``a`` of each state."""
+    a_src, a_dst, a_out, a_in, a_pay = a_arcs
+    a_start, a_accept = a_ends
+    Sa, Sb, Aa, Ab = lev_a.shape[0], lev_e.shape[0], a_src.shape[0], b_arcs.shape[1]
     K = lev_e.max() + 1 if Sb else 1
     # product ids p * W + (q's rank in its group): pairs within a group only
     b_size = np.zeros(n_groups, np.int64)
@@ -179,7 +183,7 @@ def _compose(a_arcs: np.ndarray, lev_a: np.ndarray, a_ends: np.ndarray, ga: np.n
     a_ent = np.empty((4, na), np.int64)  # source, destination, key, arc (Aa: a loop)
     for i in range(na):
         if i < Aa:
-            s, d, lab, arc = a_arcs[0, i], a_arcs[1, i], a_arcs[2, i], i
+            s, d, lab, arc = a_src[i], a_dst[i], a_out[i], i
             g = lev_a[s] * K + K - 1
         else:
             e = (i - Aa) // Sa
@@ -223,8 +227,8 @@ def _compose(a_arcs: np.ndarray, lev_a: np.ndarray, a_ends: np.ndarray, ga: np.n
     for p in range(Sa):
         for k in range(b_size[ga[p]]):
             q = b_first[ga[p]] + k
-            fwd[p * W + k] = a_ends[0, p] and b_ends[0, q]
-            bwd[p * W + k] = a_ends[1, p] and b_ends[1, q]
+            fwd[p * W + k] = a_start[p] and b_ends[0, q]
+            bwd[p * W + k] = a_accept[p] and b_ends[1, q]
     for t in range(m):
         if fwd[arcs[0, t]]:
             fwd[arcs[1, t]] = True
@@ -258,8 +262,8 @@ def _compose(a_arcs: np.ndarray, lev_a: np.ndarray, a_ends: np.ndarray, ga: np.n
                 y = first[own[p] * top + lev]
                 first[own[p] * top + lev] += 1
                 new_id[p * W + k] = y
-                ends[0, y] = a_ends[0, p] and b_ends[0, q]
-                ends[1, y] = a_ends[1, p] and b_ends[1, q]
+                ends[0, y] = a_start[p] and b_ends[0, q]
+                ends[1, y] = a_accept[p] and b_ends[1, q]
                 levels[y] = lev
                 p_of[y] = p
     # kept arcs grouped by owner, in join order within each
@@ -268,15 +272,18 @@ def _compose(a_arcs: np.ndarray, lev_a: np.ndarray, a_ends: np.ndarray, ga: np.n
         if fwd[arcs[0, t]] and bwd[arcs[1, t]]:
             first[own[arcs[4, t]] + 1] += 1
     first = np.cumsum(first)
-    out = np.empty((4, first[-1]), np.int64)
+    out = np.empty((7, first[-1]), np.int64)
     for t in range(m):
         if fwd[arcs[0, t]] and bwd[arcs[1, t]]:
             y = first[own[arcs[4, t]]]
             first[own[arcs[4, t]]] += 1
             out[0, y] = new_id[arcs[0, t]]
             out[1, y] = new_id[arcs[1, t]]
-            out[2, y] = arcs[2, t]
-            out[3, y] = arcs[3, t]
+            out[2, y] = ia = arcs[2, t]
+            out[3, y] = ib = arcs[3, t]
+            out[4, y] = a_in[ia] if ia < Aa else -1
+            out[5, y] = b_arcs[3, ib] if ib < Ab else -1
+            out[6, y] = a_pay[ia] if ia < Aa and a_pay.shape[0] else -1
     return out, ends, levels, p_of
 
 def _log_values(frm: np.ndarray, to: np.ndarray, w: np.ndarray, rank: np.ndarray,
@@ -442,26 +449,33 @@ def best_paths(graphs: list[Graph]) -> list[list[int]]:
     return out
 
 
-def compose(a: Graph, b: Graph, lev_e: np.ndarray, ga: np.ndarray, gb: np.ndarray,
-            own: np.ndarray, b_loops: bool, max_ids: int) -> tuple[np.ndarray, ...] | None:
-    """:func:`_compose` compiled, on the graphs' arrays (``ga``, ``gb``, ``own`` as there);
-    None when its tables would pass ``max_ids`` entries (product ids, or join keys: labels
-    times groups)."""
+def compose(a: Graph, b: Graph, lev_e: np.ndarray, ga: np.ndarray | None,
+            gb: np.ndarray | None, own: np.ndarray | None, b_loops: bool, max_ids: int
+            ) -> tuple[np.ndarray, ...] | None:
+    """:func:`_compose` compiled, on the graphs' arrays (``ga``, ``gb``, ``own`` as there;
+    None: all zeros); None when its tables would pass ``max_ids`` entries (product ids, or
+    join keys: labels times groups)."""
     if "jit_compose" not in b._cache:  # b is the side that is reused (a grammar, a selector)
         b._cache["jit_compose"] = (
-            np.stack([b.src.numpy(), b.dst.numpy(), b.ilabel.numpy()]).astype(np.int64),
-            np.stack([b.start.numpy(), b.accept.numpy()]))
-    b_arcs, b_ends = b._cache["jit_compose"]
-    a_arcs = np.stack([a.src.numpy(), a.dst.numpy(), a.olabel.numpy()]).astype(np.int64)
-    n_groups = int(max(ga.max(initial=0), gb.max(initial=0))) + 1
-    widest = int(np.bincount(gb).max()) if gb.size else 0
-    labels = int(max(b_arcs[2].max(initial=0), a_arcs[2].max(initial=0)))
+            np.stack([b.src.numpy(), b.dst.numpy(), b.ilabel.numpy(), b.olabel.numpy()]),
+            np.stack([b.start.numpy(), b.accept.numpy()]),
+            np.zeros(b.num_states, dtype=np.int64), int(b.ilabel.numpy().max(initial=0)))
+    b_arcs, b_ends, b_zeros, b_labels = b._cache["jit_compose"]
+    a_out = a.olabel.numpy()
+    n_groups, widest = 1, b.num_states
+    if ga is not None and gb is not None:
+        n_groups = int(max(ga.max(initial=0), gb.max(initial=0))) + 1
+        widest = int(np.bincount(gb).max()) if gb.size else 0
+    labels = max(b_labels, int(a_out.max(initial=0)))
     if max(a.num_states * widest, (labels + lev_e.shape[0] + 2) * n_groups) > max_ids:
         return None
+    zeros = np.zeros(a.num_states, dtype=np.int64)
+    pay = a.payload.numpy() if a.payload is not None else zeros[:0]
     out: tuple[np.ndarray, ...] = _kernel("compose")(
-        a_arcs, a.state_levels().numpy(), np.stack([a.start.numpy(), a.accept.numpy()]), ga,
-        own, b_arcs, lev_e, b_ends, gb, n_groups, int(own[-1]) + 1 if own.size else 1,
-        b_loops)
+        (a.src.numpy(), a.dst.numpy(), a_out, a.ilabel.numpy(), pay), a.state_levels().numpy(),
+        (a.start.numpy(), a.accept.numpy()), zeros if ga is None else ga,
+        zeros if own is None else own, b_arcs, lev_e, b_ends, b_zeros if gb is None else gb,
+        n_groups, 1 if own is None else int(own[-1]) + 1, b_loops)
     return out
 
 
