@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from . import jit
 from .compose import compose, compose_many, compose_pairs
 from .graph import EPSILON, Graph, linear_graph
 from .nbest import nbest
@@ -265,6 +266,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def kernel_status() -> str:
+    if not jit.available():
+        return ("compiled kernels: off (numba is not installed, or GTN_JIT=0): every row ran "
+                "on the numpy and torch routes")
+    return (f"compiled kernels: numba, for every graph after {jit.WARM_CALLS} dynamic programs "
+            f"(warmed up before timing: gtn.jit.warm_up), for graphs of {jit.MIN_LEVELS}+ levels "
+            "from the first")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", help="write the rows as JSON to this file")
@@ -275,8 +285,10 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--budget must be a positive number of seconds, got {args.budget}")
     if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         p.error(f"--out {args.out}: its folder does not exist")
+    jit.warm_up()  # timings of a warm process, as in training
     rows = run_benchmark(getattr(torch, args.dtype), args.budget)
     print(format_table(rows))
+    print(kernel_status())
     if args.out:
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)

@@ -388,6 +388,17 @@ def use(levels: int) -> bool:
     return _asked > WARM_CALLS
 
 
+def warm_up() -> None:
+    """Declare this process warm, as if it had run WARM_CALLS dynamic programs, and load (or
+    compile) every kernel now rather than at its first use: for a process about to do graph
+    work in a loop, and for timings of one that does."""
+    global _asked
+    _asked = max(_asked, WARM_CALLS)
+    if available():
+        for name in _PYTHON:
+            _kernel(name)
+
+
 def warm() -> bool:
     """Whether this process has asked for enough shallow dynamic programs to run them compiled."""
     return _asked > WARM_CALLS

@@ -63,6 +63,8 @@ def test_shallow_graphs_keep_the_array_routes_until_the_process_is_warm(monkeypa
     big = random_lattice(2000, seed=2000)
     monkeypatch.setattr(jit, "_asked", 0)
     assert jit.use_for([big]) and not jit.warm()  # deep: from the first call
+    jit.warm_up()
+    assert jit.use_for([g]) and jit.warm()
     monkeypatch.setenv("GTN_JIT", "0")
     monkeypatch.setattr(jit, "_asked", 10)
     assert not jit.available() and not jit.use_for([big]) and not jit.use_for([g])
