@@ -322,3 +322,29 @@ def test_box_sides_are_rules_and_a_tall_handwritten_one_is_not() -> None:
     _, vert = find_rules(page)
     assert vert[45:88, 500:502].all() and vert[45:88, 698:700].all()
     assert not vert[110:150, 200:203].any()
+
+
+def test_leaning_box_sides_are_rules_without_the_ink_written_against_them() -> None:
+    """Under perspective a box's sides lean: each stays one rule, as long as it leans no more
+    than ~13 degrees, and a '$' written against the left side is not taken into it."""
+    import cv2
+
+    from pipelines.fields import find_rules, on_its_line
+
+    page = np.zeros((200, 800), np.uint8)
+    for y in (40, 100):
+        page[y : y + 2, 500:700] = 1  # top and bottom of the box
+    for x_top, x_bottom in ((500, 512), (700, 688)):  # sides leaning ~11 degrees
+        cv2.line(page, (x_top, 41), (x_bottom, 101), 1, 2)
+    cv2.circle(page, (514, 62), 6, 1, 2)  # a '$' written against the left side
+    _, vert = find_rules(page)
+    on_left = [vert[y, 500:515].any() for y in range(46, 96)]
+    on_right = [vert[y, 685:702].any() for y in range(46, 96)]
+    assert all(on_left) and all(on_right)
+    assert not vert[55:70, 510:522].any()
+    # the line fit alone: a straight run keeps its pixels, the blob beside it is dropped
+    run = np.zeros((40, 20), np.uint8)
+    cv2.line(run, (3, 0), (9, 39), 1, 2)
+    run[10:16, 12:18] = 1
+    kept = on_its_line(run)
+    assert kept[10:16, 13:18].sum() == 0 and kept.sum() >= 0.9 * (run.sum() - 36)
