@@ -2,12 +2,16 @@
 
 Formats: whatever Pillow decodes (PNG, JPEG, TIFF including bitonal CCITT G4, BMP, ...).
 Images above MAX_PIXELS are refused from their header, before any pixel is decoded. Images with
-transparency are laid on white paper.
+transparency are laid on white paper. A file of several pages (a multi-page TIFF of a batch of
+scans) is read page by page (`pages_of`, `Page`).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,22 +25,60 @@ class ImageError(ValueError):
     """An input image that cannot be read; the message names the file and the problem."""
 
 
-def load_gray(path: str | Path) -> np.ndarray:
-    """The image at `path` as (H, W) uint8 greyscale, paper light."""
-    p = Path(path)
-    if p.is_dir():
-        raise ImageError(f"{p} is a directory, not an image")
-    if not p.exists():
-        raise ImageError(f"{p} does not exist")
-    if p.stat().st_size == 0:
-        raise ImageError(f"{p} is empty")
+class Page(NamedTuple):
+    """Page `index` (0-based) of a file of several pages; named `PATH[n]`, n from 1."""
+
+    path: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.path}[{self.index + 1}]"
+
+
+def page_count(path: str | Path) -> int:
+    """How many pages (frames) the image file at `path` holds: 1 for a one-page image, and
+    for anything Pillow cannot open (reading it then names the problem)."""
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")  # a damaged file is reported when it is read
+            return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # any failure is reported when the file is read
+        return 1
+
+
+def pages_of(paths: Sequence[str]) -> list[str | Page]:
+    """`paths`, each file of several pages replaced by its pages in order: no page of a
+    multi-page TIFF is left unread."""
+    out: list[str | Page] = []
+    for path in paths:
+        n = page_count(path) if Path(path).is_file() else 1
+        out += [path] if n == 1 else [Page(path, k) for k in range(n)]
+    return out
+
+
+def load_gray(path: str | Path | Page) -> np.ndarray:
+    """The image at `path` (or the page `Page` names) as (H, W) uint8 greyscale, paper
+    light."""
+    page = path.index if isinstance(path, Page) else 0
+    name = str(path)
+    p = Path(path.path if isinstance(path, Page) else path)
+    if p.is_dir():
+        raise ImageError(f"{name} is a directory, not an image")
+    if not p.exists():
+        raise ImageError(f"{name} does not exist")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{name} is empty")
+    try:
+        with warnings.catch_warnings(), Image.open(p) as im:
+            warnings.simplefilter("ignore")  # Pillow's warnings on damaged files: the error says it
+            if page:
+                im.seek(page)
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise ImageError(f"{p} is {w}x{h} pixels, over the limit of {MAX_PIXELS:,} pixels")
+                raise ImageError(f"{name} is {w}x{h} pixels, over the limit of "
+                                 f"{MAX_PIXELS:,} pixels")
             if w < 8 or h < 8:
-                raise ImageError(f"{p} is {w}x{h} pixels, too small to hold an amount")
+                raise ImageError(f"{name} is {w}x{h} pixels, too small to hold an amount")
             im.load()
             im = ImageOps.exif_transpose(im)  # photos and some scanners store the rotation
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
@@ -48,11 +90,12 @@ def load_gray(path: str | Path) -> np.ndarray:
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{p} has more pixels than the limit of {MAX_PIXELS:,} pixels") from None
+        raise ImageError(f"{name} has more pixels than the limit of {MAX_PIXELS:,} "
+                         "pixels") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{p} is not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{p} is corrupt or truncated: {err}") from None
+        raise ImageError(f"{name} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageError(f"{name} is corrupt or truncated: {err}") from None
     return np.ascontiguousarray(gray)
 
 

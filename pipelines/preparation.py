@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -27,6 +27,9 @@ from pipelines.fields import (
 )
 from pipelines.page import content_box, cropped, ink_skew, scaled, straighten, then
 from pipelines.segmentation import Segmentation, segment_field
+
+if TYPE_CHECKING:  # Pillow is imported only when a file is read
+    from pipelines.images import Page
 
 # Reading keeps the candidate fields the proposer scores within this much (log) of its best:
 # chosen on validation cheques (see the model card), it reads as well as keeping all three.
@@ -268,8 +271,9 @@ def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, ma
     return candidates[:max_fields]
 
 
-def load_source(source: bytes | str | Path) -> np.ndarray:
-    """An encoded image (bytes) or a file as (H, W) uint8 greyscale; raises ImageError."""
+def load_source(source: bytes | str | Path | Page) -> np.ndarray:
+    """An encoded image (bytes), a file or a page of one as (H, W) uint8 greyscale; raises
+    ImageError."""
     from pipelines.images import ImageError, load_gray
 
     if isinstance(source, bytes):
@@ -280,7 +284,7 @@ def load_source(source: bytes | str | Path) -> np.ndarray:
     return load_gray(source)
 
 
-def prepare_source(source: bytes | str | Path, is_field: bool,
+def prepare_source(source: bytes | str | Path | Page, is_field: bool,
                    field_scorer: FieldChooser | None, keep_images: bool = True
                    ) -> Prepared | str:
     """`prepare` on an encoded image (bytes) or a file; a failure comes back as its message.
@@ -335,7 +339,7 @@ def _prepare_in_worker(job: tuple[bytes | str | Path, bool, bool]) -> Prepared |
     return prepare_source(job[0], job[1], _WORKER_RANKER, job[2])
 
 
-def prepare_all(sources: Sequence[bytes | str | Path], is_field: bool,
+def prepare_all(sources: Sequence[bytes | str | Path | Page], is_field: bool,
                 field_scorer: FieldChooser | None, workers: int = 1, keep_images: bool = True
                 ) -> Iterator[Prepared | str]:
     """Yield `prepare_source` of each source in order, the image analysis running in

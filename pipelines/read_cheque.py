@@ -56,15 +56,23 @@ def _explain_path(out: Path, index: int, total: int) -> Path:
     return out if total == 1 else out.with_name(f"{out.stem}-{index}{out.suffix}")
 
 
-def _emit(path: str, reading, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _emit(label: str, reading, as_json: bool,  # type: ignore[no-untyped-def]
+          page: tuple[str, int] | None = None) -> None:
+    """One input's line: `label` is its path, or `PATH[n]` for page n of a multi-page file
+    (`page`: the file and n), whose JSON gives the file's path and the page apart."""
+    path = label
     if as_json:
-        print(json.dumps({
-            "path": path, "amount": None if reading.rejected else reading.amount,
+        out = {
+            "path": path if page is None else page[0],
+            "amount": None if reading.rejected else reading.amount,
             "text": reading.text, "confidence": round(reading.confidence, 4),
             "rejected": reading.rejected,
             "field_box": list(reading.field_box) if reading.field_box else None,
             "error": reading.error,
-        }), flush=True)
+        }
+        if page is not None:
+            out["page"] = page[1]
+        print(json.dumps(out), flush=True)
         return
     if reading.error:
         print(f"{path}: {reading.error}", file=sys.stderr, flush=True)
@@ -89,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     import torch
 
-    from pipelines.images import load_gray
-    from pipelines.preparation import prepare_all
+    from pipelines.images import Page, pages_of
+    from pipelines.preparation import load_source, prepare_all
     from pipelines.reader import DEFAULT_REJECT_BELOW, Reading, load_reader, read_prepared
 
     if args.threads < 1:
@@ -110,19 +118,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read_cheque: {err}", file=sys.stderr)
         return EXIT_USAGE
     reject_below = DEFAULT_REJECT_BELOW if args.reject_below is None else args.reject_below
+    inputs = pages_of(args.paths)  # each page of a multi-page TIFF is an input of its own
     progress = None
-    if sys.stderr.isatty() and len(args.paths) > BATCH:
+    if sys.stderr.isatty() and len(inputs) > BATCH:
         from tqdm import tqdm
 
-        progress = tqdm(total=len(args.paths), unit="cheque", file=sys.stderr)
+        progress = tqdm(total=len(inputs), unit="cheque", file=sys.stderr)
     status = EXIT_OK
     workers = args.workers
     if workers is None:  # helpers pay for their start (~0.5 s) from a few dozen inputs on
-        workers = min(os.cpu_count() or 1, 8) if len(args.paths) >= AUTO_WORKERS_FROM else 1
-    prepared = prepare_all(args.paths, args.field, reader.field_proposer, workers,
+        workers = min(os.cpu_count() or 1, 8) if len(inputs) >= AUTO_WORKERS_FROM else 1
+    prepared = prepare_all(inputs, args.field, reader.field_proposer, workers,
                            keep_images=args.explain is not None)
-    for at in range(0, len(args.paths), BATCH):
-        chunk = args.paths[at : at + BATCH]
+    for at in range(0, len(inputs), BATCH):
+        chunk = inputs[at : at + BATCH]
         results: dict[int, Reading] = {}
         ready, ready_ids = [], []
         for i in range(len(chunk)):
@@ -141,11 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.explain:
                     from pipelines.explain import draw_explanation
 
-                    draw_explanation(load_gray(chunk[i]), prep, reading,
-                                     _explain_path(args.explain, at + i, len(args.paths)))
-        for i, path in enumerate(chunk):
+                    draw_explanation(load_source(chunk[i]), prep, reading,
+                                     _explain_path(args.explain, at + i, len(inputs)))
+        for i, source in enumerate(chunk):
             reading = results[i]
-            _emit(path, reading, args.json)
+            page = source.index + 1 if isinstance(source, Page) else None
+            _emit(str(source), reading, args.json,
+                  page=None if page is None else (source.path, page))
             if reading.error or reading.rejected:
                 status = EXIT_SOME_FAILED
         if progress is not None:

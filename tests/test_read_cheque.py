@@ -159,3 +159,31 @@ def test_other_commands_refuse_bad_arguments_without_a_traceback(argv):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert ("error" in last or "cannot write" in last or "not a picture" in last), last
+
+
+def test_every_page_of_a_multi_page_tiff_is_read(capsys, tmp_path):
+    """A batch scanned into one TIFF: each page is an input of its own, `PATH[n]` in plain
+    output, the file and `page` n in JSON; a page that cannot be read is an error for that
+    page alone."""
+    pages = [Image.open(SAMPLES / name).convert("L") for name in ("00003.png", "00004.png")]
+    tiff = tmp_path / "batch.tiff"
+    pages[0].save(tiff, save_all=True, append_images=pages[1:])
+    singles = [run(capsys, SAMPLES / name)[1].strip().split("\t")[1:] for name in
+               ("00003.png", "00004.png")]
+    code, out, _ = run(capsys, tiff, SAMPLE)
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert [line[0] for line in lines] == [f"{tiff}[1]", f"{tiff}[2]", str(SAMPLE)]
+    assert [line[1:] for line in lines[:2]] == singles
+    _, out, _ = run(capsys, tiff, "--json")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["path"], r["page"]) for r in records] == [(str(tiff), 1), (str(tiff), 2)]
+    assert [r["amount"] or "REJECT" for r in records] == [s[0] for s in singles]
+    # the second page cut short: an error for it alone, the first page read as before
+    data = tiff.read_bytes()
+    cut = tmp_path / "cut.tiff"
+    cut.write_bytes(data[: len(data) - 2000])
+    code, out, err = run(capsys, cut, "--json")
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert (first["error"], first["amount"] or "REJECT") == (None, singles[0][0])
+    assert f"{cut}[2] is corrupt or truncated" in second["error"] and code == 1
+    assert err == ""
