@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from pipelines.page import box_to_scan
 from pipelines.preparation import Prepared, load_source, prepare, second_views
 from pipelines.recognition import SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
+
+if TYPE_CHECKING:
+    from pipelines.images import Page
 
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader.pt"
 DEFAULT_REJECT_BELOW = 0.5
@@ -319,14 +323,15 @@ def read_prepared(reader: ChequeReader, preps: Sequence[Prepared],
     return [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
 
 
-def read_cheque(image: np.ndarray | str | Path, reader: ChequeReader | None = None,
+def read_cheque(image: np.ndarray | str | Path | Page, reader: ChequeReader | None = None,
                 grammar: str = "us", is_field: bool = False,
                 reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
-    """Read the amount of one cheque scan (a path or an (H, W[, 3]) array); a scan read with
-    little confidence is read again upside down (`read_again`)."""
-    from pipelines.images import as_gray, load_gray
+    """Read the amount of one cheque scan (a path, `images.Page(path, k)` for page k (from 0)
+    of a multi-page file, or an (H, W[, 3]) array); a scan read with little confidence is read
+    again upside down (`read_again`)."""
+    from pipelines.images import Page, as_gray, load_gray
 
-    gray = load_gray(image) if isinstance(image, (str, Path)) else as_gray(image)
+    gray = load_gray(image) if isinstance(image, (str, Path, Page)) else as_gray(image)
     reader = reader if reader is not None else load_reader()
     prep = prepare(gray, is_field=is_field, field_scorer=reader.field_proposer)
     return read_prepared(reader, [prep], [gray], is_field, grammar, reject_below)[0][1]

@@ -187,3 +187,8 @@ def test_every_page_of_a_multi_page_tiff_is_read(capsys, tmp_path):
     assert (first["error"], first["amount"] or "REJECT") == (None, singles[0][0])
     assert f"{cut}[2] is corrupt or truncated" in second["error"] and code == 1
     assert err == ""
+    # the library function reads a page too
+    from pipelines.images import Page
+    from pipelines.reader import read_cheque
+
+    assert (read_cheque(Page(str(tiff), 1)).amount or "REJECT") == singles[1][0]
