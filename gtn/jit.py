@@ -35,10 +35,11 @@ from torch import Tensor
 
 from .graph import Graph
 
-# Graphs with fewer topological levels (the longest path's length + 1) keep the array routes:
-# those pay per sequential step, so shallow graphs, however many arcs, are already fast there
-# (the reader's 32 composed fields of a batch, ~35 levels: 7.6 ms), and a process reading a few
-# cheques should not pay the kernel's first compilation or loading (0.3-1 s).
+# Graphs of at least this many topological levels (the longest path's length + 1) take the
+# kernels from a process's first call: the array routes pay per sequential step, many
+# milliseconds on such graphs. Shallower ones, however many arcs (the reader's 32 composed
+# fields of a batch, ~35 levels: 7.6 ms), are fast enough there for a process reading a few
+# cheques not to pay the kernels' first compilation or loading (0.3-1 s).
 MIN_LEVELS = 256
 
 # Shallow graphs run compiled too once a process has asked for this many dynamic programs: it
