@@ -1,10 +1,11 @@
 """`python -m pipelines.benchmark global`: module-by-module vs globally trained reader.
 
 Trains (or loads, `--global`) the globally trained reader from the module-trained one
-(`--isolated`, default the shipped reader), then reads the same synthetic TEST cheques with both
-and prints amount accuracy, character error rate, segmentation accuracy and the error at 0/5/10%
-reject, plus the training time. Training data are training-split amount fields by default (fast:
-no field search), `--train-cheques` for whole cheques; validation is a held-out part of them.
+(`--isolated`, default the shipped `weights/reader-modules.pt`), then reads the same synthetic
+TEST cheques with both and prints amount accuracy, character error rate, segmentation accuracy
+and the error at 0/5/10% reject, plus the training time. Training data are training-split
+amount fields by default (fast: no field search), `--train-cheques` for whole cheques;
+validation is a held-out part of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from pipelines.cli import output_problem, positive_int
 from pipelines.metrics import error_reject_curve
 from pipelines.reader import DEFAULT_READER_WEIGHTS, load_reader, save_reader
 from pipelines.train_global import CRITERIA, GlobalConfig, train_global
+
+# The shipped reader before global training (its model card: pipelines/weights/README.md): the
+# comparison's module-by-module side. (The default was the globally trained reader itself, so
+# `benchmark global` without --isolated compared that reader with a further-trained copy.)
+MODULES_READER_WEIGHTS = DEFAULT_READER_WEIGHTS.with_name("reader-modules.pt")
 
 
 def train_examples(n: int, seed: int, fields: bool, fmt: str) -> list:
@@ -39,7 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20261126, help="generator seed of the test set")
     p.add_argument("--field", action="store_true", help="test on amount-field images")
     p.add_argument("--format", choices=("us", "eu", "mixed"), default="us")
-    p.add_argument("--isolated", type=Path, help="module-trained reader (default: shipped)")
+    p.add_argument("--isolated", type=Path,
+                   help="module-trained reader (default: the shipped reader-modules.pt)")
     p.add_argument("--global", dest="global_", type=Path,
                    help="globally trained reader to load instead of training one")
     p.add_argument("--train-n", type=int, default=2000, help="training images (2000)")
@@ -72,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmark global: {problem}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    isolated = args.isolated or DEFAULT_READER_WEIGHTS
+    isolated = args.isolated or MODULES_READER_WEIGHTS
     if not Path(isolated).is_file():
         print(f"benchmark global: module-trained reader {isolated} does not exist "
               "(train it with `python -m pipelines.train reader` or pass --isolated)",
