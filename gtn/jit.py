@@ -24,8 +24,9 @@ posteriors to rounding, and best paths of the same score (ties may pick another 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -70,10 +71,12 @@ def available() -> bool:
 
 
 def _best_path(w: np.ndarray, topo: np.ndarray, first: np.ndarray, by_dst: np.ndarray,
-               src: np.ndarray, start: np.ndarray, accept: np.ndarray) -> np.ndarray:
+               src: np.ndarray, start: np.ndarray, accept: np.ndarray
+               ) -> tuple[np.ndarray, bool]:
     """Arc indices of the best accepting path (empty when none accepts or the best is the empty
-    path). ``topo`` (S,) the states in topological order; the arcs into state s are
-    ``by_dst[first[s]:first[s + 1]]``. Ties go to the first arc in that order."""
+    path), and whether any path accepts. ``topo`` (S,) the states in topological order; the
+    arcs into state s are ``by_dst[first[s]:first[s + 1]]``. Ties go to the first arc in that
+    order."""
     n_states = topo.shape[0]
     alpha = np.full(n_states, -np.inf)
     back = np.full(n_states, -1, np.int64)
@@ -100,7 +103,7 @@ def _best_path(w: np.ndarray, topo: np.ndarray, first: np.ndarray, by_dst: np.nd
         n += 1
         s = src[back[s]]
     path: np.ndarray = out[:n][::-1].copy()
-    return path
+    return path, end >= 0
 
 
 def _scan(into: np.ndarray, enter: np.ndarray, at: np.ndarray, is_log: bool,
@@ -450,15 +453,33 @@ def use_for_scores(graphs: list[Graph], weight: Tensor) -> bool:
 def best_paths(graphs: list[Graph]) -> list[list[int]]:
     """Arc indices (in path order) of the best accepting path of each graph, ``[]`` when
     nothing accepts: :func:`gtn.viterbi_paths` by the compiled kernel."""
+    return [path.tolist() for path, _ in _paths(graphs, [g.weight for g in graphs])]
+
+
+def _paths(graphs: list[Graph], weights: Sequence[Tensor]) -> list[tuple[np.ndarray, bool]]:
+    """Each graph's best path under ``weights`` and whether any path accepts."""
     kernel = _kernel("best_path")
     out = []
-    for g in graphs:
-        topo, first, by_dst, src, start, accept = _structure(g)
-        w = g.weight.detach().numpy()
+    for g, weight in zip(graphs, weights):
+        w = weight.detach().numpy()
         if w.dtype not in (np.float32, np.float64):  # numba has no half floats
             w = w.astype(np.float64)
-        out.append(kernel(w, topo, first, by_dst, src, start, accept).tolist())
+        out.append(kernel(w, *_structure(g)))
     return out
+
+
+def max_score(graphs: list[Graph], weight: Tensor) -> Tensor:
+    """(B,) Viterbi scores of acyclic CPU ``graphs`` (``weight`` (A,) their arc weights,
+    concatenated): each the sum of its best path's weights, found by the compiled kernel, so
+    that the gradient is the path's 0/1 indicator; -inf where no path accepts."""
+    sizes = [g.num_arcs for g in graphs]
+    found = _paths(graphs, torch.split(weight, sizes))
+    offsets = np.cumsum([0] + sizes[:-1])
+    arcs = np.concatenate([path + off for (path, _), off in zip(found, offsets)])
+    owner = np.repeat(np.arange(len(graphs)), [len(path) for path, _ in found])
+    base = torch.tensor([0.0 if ok else -math.inf for _, ok in found], dtype=weight.dtype)
+    return base.index_add(0, torch.from_numpy(owner),
+                          weight.index_select(0, torch.from_numpy(arcs)))
 
 
 def compose(a: Graph, b: Graph, lev_e: np.ndarray, ga: np.ndarray | None,

@@ -148,6 +148,8 @@ def score(graphs: Graph | list[Graph], semiring: Semiring,
         weight = torch.cat([g.weight for g in gs]) if len(gs) > 1 else gs[0].weight
     if semiring is LOG and jit.use_for_scores(gs, weight):
         totals = jit.log_score(gs, weight)
+    elif semiring is MAX and weight.device.type == "cpu" and jit.use_for(gs):
+        totals = jit.max_score(gs, weight)
     elif semiring is LOG and scan_ok(gs):
         totals = scanned_log_score(gs, weight)
     elif banded_ok(gs) and not semiring.shape:

@@ -218,3 +218,26 @@ def test_half_precision_weights_are_scored_in_float64():
     (idx,) = jit.best_paths([half])
     (ref,) = jit.best_paths([half.replace(weight=half.weight.to(torch.float64))])
     assert idx == ref and len(idx) > 0
+
+
+@given(st.lists(graphs(max_states=6, max_arcs=10), min_size=1, max_size=3))
+def test_compiled_viterbi_scores_are_the_best_paths_and_their_gradient_its_indicator(gs):
+    gs = [g for g in gs if g.is_acyclic]
+    if not gs:
+        return
+    w = torch.cat([g.weight for g in gs]).detach().clone().requires_grad_(True)
+    totals = jit.max_score(gs, w)
+    totals[torch.isfinite(totals)].sum().backward()
+    grads = w.grad.split([g.num_arcs for g in gs]) if w.grad is not None else \
+        [torch.zeros(g.num_arcs, dtype=w.dtype) for g in gs]
+    for g, total, grad in zip(gs, totals.tolist(), grads):
+        ps = paths(g)
+        if not ps:
+            assert total == -math.inf and not grad.any()
+            continue
+        best = max(sc for _, sc in ps)
+        assert math.isclose(total, best, rel_tol=1e-9, abs_tol=1e-9)
+        on = grad.nonzero().flatten().tolist()
+        assert set(grad.unique().tolist()) <= {0.0, 1.0}
+        assert any(sorted(arcs) == on and math.isclose(sc, best, rel_tol=1e-9, abs_tol=1e-9)
+                   for arcs, sc in ps)
