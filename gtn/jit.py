@@ -384,12 +384,12 @@ def use(levels: int) -> bool:
     """Whether a dynamic program of this many sequential steps runs compiled: a deep one
     always, a shallow one once this process has asked WARM_CALLS times (:func:`warm`)."""
     global _asked
+    if deep(levels):
+        return True
     if not available():
         return False
-    if levels >= MIN_LEVELS:
-        return True
     _asked += 1
-    return _asked > WARM_CALLS
+    return warm()
 
 
 def warm_up() -> None:
@@ -434,9 +434,7 @@ def _structure(g: Graph) -> tuple[np.ndarray, ...]:
 def use_for(graphs: list[Graph]) -> bool:
     """Whether :func:`best_paths` takes this batch: kernels available, CPU weights, a graph
     with at least MIN_LEVELS topological levels."""
-    return (all(g.weight.device.type == "cpu" for g in graphs)
-            and use(max((int(g.state_levels().max()) + 1 for g in graphs if g.num_states),
-                        default=0)))
+    return all(g.weight.device.type == "cpu" for g in graphs) and use(_deepest(graphs))
 
 
 def use_for_scores(graphs: list[Graph], weight: Tensor) -> bool:
@@ -446,8 +444,12 @@ def use_for_scores(graphs: list[Graph], weight: Tensor) -> bool:
     return (weight.device.type == "cpu"
             and (weight.shape[0] <= MAX_SCORE_ARCS
                  or not all(g._cache.get("log_scored") for g in graphs))
-            and use(max((int(g.state_levels().max()) + 1 for g in graphs if g.num_states),
-                        default=0)))
+            and use(_deepest(graphs)))
+
+
+def _deepest(graphs: list[Graph]) -> int:
+    """The most topological levels of a graph of the batch."""
+    return max((int(g.state_levels().max()) + 1 for g in graphs if g.num_states), default=0)
 
 
 def best_paths(graphs: list[Graph]) -> list[list[int]]:

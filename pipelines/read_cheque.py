@@ -56,22 +56,23 @@ def _explain_path(out: Path, index: int, total: int) -> Path:
     return out if total == 1 else out.with_name(f"{out.stem}-{index}{out.suffix}")
 
 
-def _emit(label: str, reading, as_json: bool,  # type: ignore[no-untyped-def]
-          page: tuple[str, int] | None = None) -> None:
-    """One input's line: `label` is its path, or `PATH[n]` for page n of a multi-page file
-    (`page`: the file and n), whose JSON gives the file's path and the page apart."""
-    path = label
+def _emit(source, reading, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """One input's line. `source` is its path, or an `images.Page` of a multi-page file,
+    named `PATH[n]` in plain output and given as the file's path and the page in JSON."""
+    from pipelines.images import Page
+
+    path = str(source)
     if as_json:
         out = {
-            "path": path if page is None else page[0],
+            "path": source.path if isinstance(source, Page) else path,
             "amount": None if reading.rejected else reading.amount,
             "text": reading.text, "confidence": round(reading.confidence, 4),
             "rejected": reading.rejected,
             "field_box": list(reading.field_box) if reading.field_box else None,
             "error": reading.error,
         }
-        if page is not None:
-            out["page"] = page[1]
+        if isinstance(source, Page):
+            out["page"] = source.index + 1
         print(json.dumps(out), flush=True)
         return
     if reading.error:
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     import torch
 
-    from pipelines.images import Page, pages_of
+    from pipelines.images import pages_of
     from pipelines.preparation import load_source, prepare_all
     from pipelines.reader import DEFAULT_REJECT_BELOW, Reading, load_reader, read_prepared
 
@@ -154,9 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      _explain_path(args.explain, at + i, len(inputs)))
         for i, source in enumerate(chunk):
             reading = results[i]
-            page = source.index + 1 if isinstance(source, Page) else None
-            _emit(str(source), reading, args.json,
-                  page=None if page is None else (source.path, page))
+            _emit(source, reading, args.json)
             if reading.error or reading.rejected:
                 status = EXIT_SOME_FAILED
         if progress is not None:
