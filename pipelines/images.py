@@ -16,6 +16,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipelines.png import decode_grey_png, grey_png_size
+
 # Pillow modes of greyscale wider than 8 bits (16-bit PNG and TIFF open as one of these)
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 MAX_PIXELS = 40_000_000  # a 200-dpi cheque is ~1.1 Mpx; a 600-dpi A4 page ~35 Mpx
@@ -68,6 +70,9 @@ def load_gray(path: str | Path | Page) -> np.ndarray:
         raise ImageError(f"{name} does not exist")
     if p.stat().st_size == 0:
         raise ImageError(f"{name} is empty")
+    gray = None if page else fast_png(p)
+    if gray is not None:
+        return gray
     try:
         with warnings.catch_warnings(), Image.open(p) as im:
             warnings.simplefilter("ignore")  # Pillow's warnings on damaged files: the error says it
@@ -97,6 +102,20 @@ def load_gray(path: str | Path | Page) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageError(f"{name} is corrupt or truncated: {err}") from None
     return np.ascontiguousarray(gray)
+
+
+def fast_png(path: Path) -> np.ndarray | None:
+    """The file as `decode_grey_png` reads it (an 8-bit greyscale PNG within the size limits),
+    else None. The header is checked before the rest of the file is read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+            size = grey_png_size(head)
+            if size is None or size[0] * size[1] > MAX_PIXELS or min(size) < 8:
+                return None
+            return decode_grey_png(head + f.read(), MAX_PIXELS)
+    except OSError:  # the general route names the problem
+        return None
 
 
 def on_white(im: Image.Image) -> Image.Image:

@@ -274,9 +274,13 @@ def best_fields(candidates: list[FieldCandidate], ranker: FieldRanker | None, ma
 def load_source(source: bytes | str | Path | Page) -> np.ndarray:
     """An encoded image (bytes), a file or a page of one as (H, W) uint8 greyscale; raises
     ImageError."""
-    from pipelines.images import ImageError, load_gray
+    from pipelines.images import MAX_PIXELS, ImageError, load_gray
+    from pipelines.png import decode_grey_png
 
     if isinstance(source, bytes):
+        fast = decode_grey_png(source, MAX_PIXELS)
+        if fast is not None:
+            return fast
         gray = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_GRAYSCALE)
         if gray is None:
             raise ImageError("the image bytes could not be decoded")
