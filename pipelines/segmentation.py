@@ -39,6 +39,14 @@ GRAINY_FIELD = 34
 # 0.45 89.0%, 0.6 89.4%, 0.8 89.5%, 1.0 89.6%, 1.3 89.1%, 2.0 88.2%; the next 800: 0 88.3%,
 # 0.8 89.9%, 1.0 90.0% (0.8 leaves a margin before the loss at 1.3).
 RULE_LENGTH = 0.8
+# Print under an amount box ("NOT VALID OVER $5,000.00") falls inside the field: a row of at
+# least PRINT_BELOW_COUNT small components (under PRINT_HEIGHT line heights tall) lying wholly
+# below the writing line, by PRINT_GAP line heights, is dropped. A low comma, a speck or the
+# stacked "100" of a fraction are fewer. On 2 x 800 validation cheques 89.6 -> 90.6% and
+# 90.1 -> 91.0% (19 gained, 4 lost; a count of 3 read as well), 400 rough ones 74.0 -> 76.5%.
+PRINT_BELOW_COUNT = 5
+PRINT_HEIGHT = 0.45
+PRINT_GAP = 0.1
 _PAPER_WINDOW = np.ones((9, 9), np.uint8)
 
 
@@ -384,7 +392,16 @@ def stray(stats: np.ndarray, line: Line, labels: np.ndarray | None = None) -> np
         for c in np.flatnonzero(horizontal_rule):
             horizontal_rule[c] = runs_straight(labels, stats, c)
     far = (y > line.top + 1.5 * lh) | (y + h < line.top - 0.5 * lh)
-    return vertical_rule | horizontal_rule | far
+    out = vertical_rule | horizontal_rule | far
+    return out | printed_below(y, h, line, out)
+
+
+def printed_below(y: np.ndarray, h: np.ndarray, line: Line, stray: np.ndarray) -> np.ndarray:
+    """Components of a printed line under the writing (see PRINT_BELOW_COUNT), given their
+    tops `y`, heights `h` and those already found stray. (C,) bool."""
+    lh = line.height
+    below = (y > line.top + (1.0 + PRINT_GAP) * lh) & (h < PRINT_HEIGHT * lh) & ~stray
+    return below if int(below.sum()) >= PRINT_BELOW_COUNT else np.zeros_like(below)
 
 
 def runs_straight(labels: np.ndarray, stats: np.ndarray, c: int, tolerance: float = 1.5

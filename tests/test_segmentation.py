@@ -152,3 +152,26 @@ def test_flat_remnants_are_stray_only_when_straight() -> None:
     assert stray(stats, line).tolist() == [True, True]
     assert stray(stats, line, labels).tolist() == [True, False]
     assert runs_straight(labels, stats, 0) and not runs_straight(labels, stats, 1)
+
+
+def test_a_printed_line_under_the_writing_is_dropped_and_a_low_comma_kept(digits):
+    """Print under the amount box ("NOT VALID OVER ...") lies inside the field: a row of
+    small components wholly below the writing is no part of the amount. A comma or two below
+    the line are fewer than PRINT_BELOW_COUNT and stay."""
+    from pipelines.segmentation import PRINT_BELOW_COUNT
+
+    field, _, _ = touching_pair(digits, 3, 2, overlap=-20)  # digits' ink on rows 20..59
+    field = np.pad(field, ((0, 20), (0, 0)), constant_values=255)
+    rows = slice(66, 76)  # 10 px tall, under the line by 6 px: not "far" below it (80)
+    letters = [10 + 12 * k for k in range(PRINT_BELOW_COUNT + 2)]
+    printed = field.copy()
+    for x in letters:
+        printed[rows, x : x + 8] = 0
+    seg = segment_field(printed, deskew=False)
+    assert not (seg.pieces[rows] > 0).any()
+    assert seg.num_pieces == segment_field(field, deskew=False).num_pieces
+    commas = field.copy()
+    for x in letters[:2]:
+        commas[rows, x : x + 5] = 0
+    seg = segment_field(commas, deskew=False)
+    assert (seg.pieces[rows] > 0).sum() == 2 * 10 * 5
