@@ -31,6 +31,9 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # reads give them (colour management and gamma are not applied by either).
 HARMLESS = frozenset((b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"gAMA", b"cHRM", b"sRGB",
                       b"iCCP", b"sBIT", b"bKGD"))
+# Text chunks whose keyword says they hold EXIF or XMP: Pillow turns the image by their
+# orientation tag.
+ROTATING_TEXT = (b"Raw profile type exif\0", b"Raw profile type APP1\0", b"XML:com.adobe.xmp\0")
 # Rows summed at a time by cv2.integral, whose int32 sums must not overflow: 255 * 8e6 < 2**31.
 _INTEGRAL_PIXELS = 8_000_000
 _LOW_BYTE = 0 if sys.byteorder == "little" else 3
@@ -65,7 +68,7 @@ def _pixel_stream(data: bytes) -> bytes | None:
             return b"".join(parts)
         if kind == b"IDAT":
             parts.append(data[at + 8 : at + 8 + length])
-        elif kind not in HARMLESS:
+        elif kind not in HARMLESS or data.startswith(ROTATING_TEXT, at + 8):
             return None
         at += 12 + length
     return None

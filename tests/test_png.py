@@ -135,6 +135,8 @@ def test_other_pngs_and_damaged_ones_get_none():
     assert decode_grey_png(transparent, LIMIT) is None
     exif = grey_png(image, [1] * 10, extra=((b"eXIf", b"MM\0*"),))
     assert decode_grey_png(exif, LIMIT) is None
+    xmp = grey_png(image, [1] * 10, extra=((b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0<x/>"),))
+    assert decode_grey_png(xmp, LIMIT) is None  # may hold an orientation Pillow applies
     rgb = good.replace(good[8:33], chunk(b"IHDR", struct.pack(">IIBBBBB", 10, 10, 8, 2, 0, 0,
                                                                0)))
     assert decode_grey_png(rgb, LIMIT) is None
