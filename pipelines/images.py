@@ -1,6 +1,7 @@
 """Reading scans safely: every failure is a one-line ImageError naming the file and the problem.
 
-Formats: whatever Pillow decodes (PNG, JPEG, TIFF including bitonal CCITT G4, BMP, ...).
+Formats: whatever Pillow decodes (PNG, JPEG, TIFF including bitonal CCITT G4, BMP, ...); an
+8-bit greyscale PNG, the commonest scan, is first offered to the faster `pipelines.png`.
 Images above MAX_PIXELS are refused from their header, before any pixel is decoded. Images with
 transparency are laid on white paper. A file of several pages (a multi-page TIFF of a batch of
 scans) is read page by page (`pages_of`, `Page`).

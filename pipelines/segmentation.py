@@ -396,11 +396,11 @@ def stray(stats: np.ndarray, line: Line, labels: np.ndarray | None = None) -> np
     return out | printed_below(y, h, line, out)
 
 
-def printed_below(y: np.ndarray, h: np.ndarray, line: Line, stray: np.ndarray) -> np.ndarray:
+def printed_below(y: np.ndarray, h: np.ndarray, line: Line, found: np.ndarray) -> np.ndarray:
     """Components of a printed line under the writing (see PRINT_BELOW_COUNT), given their
-    tops `y`, heights `h` and those already found stray. (C,) bool."""
+    tops `y`, heights `h` and those already `found` stray. (C,) bool."""
     lh = line.height
-    below = (y > line.top + (1.0 + PRINT_GAP) * lh) & (h < PRINT_HEIGHT * lh) & ~stray
+    below = (y > line.top + (1.0 + PRINT_GAP) * lh) & (h < PRINT_HEIGHT * lh) & ~found
     return below if int(below.sum()) >= PRINT_BELOW_COUNT else np.zeros_like(below)
 
 
