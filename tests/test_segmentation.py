@@ -97,6 +97,29 @@ def test_a_printed_box_side_is_dropped_and_handwritten_ones_are_kept(digits):
         assert ((seg.pieces > 0) & only_one).sum() > 0.9 * only_one.sum(), k
 
 
+def test_a_blurred_box_side_as_wide_as_the_fields_rule_is_dropped_and_ones_kept(digits):
+    """Blur widens a box's side past the width of a crisp printed line; it widens the field's
+    underline as much, and a side no wider than that is still dropped. The MNIST '1's of the
+    same field stay."""
+    ones = [k for k in range(len(digits.labels)) if digits.labels[k] == 1][:12]
+
+    def ruled(field: np.ndarray) -> np.ndarray:
+        field = np.pad(field, ((40, 40), (30, 0)), constant_values=255)
+        field[110:117, :] = 0  # the underline, 7 px thick as a blurred scan makes it
+        return field
+
+    field, _, _ = touching_pair(digits, ones[0], 3, overlap=-14)
+    field = ruled(field)
+    field[54:110, 10:15] = 0  # the side: 5 px wide, wider than max(4, 0.09 line heights)
+    seg = segment_field(field, deskew=False)
+    assert not (seg.pieces[54:106, 10:15] > 0).any()
+    for k in ones:
+        field, only_one, _ = touching_pair(digits, k, 3, overlap=-14)
+        only_one = np.pad(only_one, ((40, 40), (30, 0)))
+        seg = segment_field(ruled(field), deskew=False)
+        assert ((seg.pieces > 0) & only_one).sum() > 0.9 * only_one.sum(), k
+
+
 @pytest.mark.parametrize("slope_deg", [-2.0, 0.0, 1.5])
 def test_skew_is_the_angle_of_the_sharpest_row_projection(slope_deg: float) -> None:
     from pipelines.segmentation import estimate_skew
@@ -126,7 +149,8 @@ def test_rule_removal_takes_rules_and_leaves_flat_strokes_and_blots() -> None:
     mask[40:43, 10:50] = True  # a flat stroke, 40 px: longer than 90 // 3, shorter than 0.8 * 80
     mask[5:25, 50:85] = True  # a blot 35 px wide and 20 deep
     assert 35 < RULE_LENGTH * 80 < 90
-    kept = remove_rules(mask)
+    kept, width = remove_rules(mask)
+    assert width == 3  # the underline's thickness
     assert not kept[72:75].any()
     assert kept[40:43, 10:50].all()
     assert kept[5:25, 50:85].all()
