@@ -25,6 +25,7 @@ import numpy as np
 from pipelines.amount_text import sample_amount_text
 from pipelines.amounts import normalize_amount
 from pipelines.cheque_compose import compose_cheque
+from pipelines.images import load_gray
 from pipelines.mnist import SPLITS, Mnist, load_mnist
 from pipelines.scan_effects import rough_scan
 
@@ -66,10 +67,10 @@ class LabelledImage:
     split: str
 
     def load(self) -> np.ndarray:
-        img = cv2.imread(str(self.path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"cannot read image {self.path}")
-        return img
+        try:  # as the reader reads it: the pixels trained on are those read
+            return load_gray(self.path)
+        except ValueError as err:
+            raise ValueError(f"cannot read image: {err}") from None
 
 
 _MNIST: dict[str, Mnist] = {}
@@ -161,8 +162,12 @@ def _drawn(frac: float, seed: int, index: int, stream: int) -> bool:
 
 
 def encode_png(image: np.ndarray) -> bytes:
+    """A greyscale image as PNG bytes, every row Sub-filtered: `pipelines.png` decodes those
+    fast (a generated cheque ~3 ms, against ~12 ms for the rows libpng's own choice filters
+    Paeth), and they encode faster (~11 ms against ~18) for ~4% more bytes."""
     ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1,
-                                        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+                                        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+                                        cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB])
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()

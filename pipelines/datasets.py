@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 import gtn
 from pipelines.amounts import GRAMMARS
 from pipelines.grammar import AmountGrammar, amount_to_labels
+from pipelines.images import load_gray
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class Example:
         """The greyscale image (H, W) uint8; ValueError naming the row when unreadable."""
         if self.image is not None:
             return self.image
-        img = cv2.imread(str(self.path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"{self.where}: cannot read image {self.path}")
-        return img
+        try:  # as the reader reads it: the pixels trained on are those read
+            return load_gray(self.path)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ValueError(f"{self.where}: cannot read image: {err}") from None
 
 
 @dataclass(frozen=True)

@@ -189,3 +189,14 @@ def test_rough_fraction_leaves_the_other_cheques_as_they_were(tmp_path):
     changed = [not np.array_equal(p.load(), r.load()) for p, r in zip(plain, rough)]
     expected = [not is_bitonal(0.25, 4, i) and is_rough(0.5, 4, i) for i in range(8)]
     assert changed == expected and any(expected) and not all(expected)
+
+
+def test_written_cheques_decode_on_the_fast_png_route():
+    """make_cheques' PNGs are Sub-filtered, which `pipelines.png` decodes (not libpng's Paeth
+    rows, which it leaves to the slower decoders), to the same pixels."""
+    from pipelines.cheques import encode_png
+    from pipelines.png import decode_grey_png
+
+    sample = next(generate_cheques(1, 3, "test"))
+    decoded = decode_grey_png(encode_png(sample.image), 10**8)
+    assert decoded is not None and np.array_equal(decoded, sample.image)

@@ -69,3 +69,23 @@ def test_labels_jsonl_takes_each_rows_grammar(tmp_path) -> None:
 def test_not_a_data_set(tmp_path) -> None:
     with pytest.raises(ValueError, match="neither a folder"):
         load_examples(tmp_path / "nothing")
+
+
+def test_training_images_are_read_as_the_reader_reads_them(tmp_path) -> None:
+    """Transparent pixels stored black are paper to the reader (`images.load_gray`), so they
+    must be paper in training too; an unreadable file names its row."""
+    from PIL import Image
+
+    from pipelines.images import load_gray
+
+    rgba = np.zeros((30, 60, 4), np.uint8)
+    rgba[10:20, 20:30] = (0, 0, 0, 255)  # ink; the rest transparent black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    (tmp_path / "s.csv").write_text("a.png,12.50\nb.png,3.00\n")
+    good, bad = load_examples(tmp_path / "s.csv")
+    image = good.load()
+    assert np.array_equal(image, load_gray(tmp_path / "a.png"))
+    assert image[0, 0] == 255 and image[15, 25] == 0
+    with pytest.raises(ValueError, match=r"s\.csv:2: cannot read image"):
+        bad.load()
