@@ -158,3 +158,16 @@ def test_a_tiny_png_file_is_still_refused(tmp_path, size):
     cv2.imwrite(str(path), np.full(size, 255, np.uint8))
     with pytest.raises(ValueError, match="too small"):
         load_gray(path)
+
+
+def test_tall_files_decode_exactly_past_the_first_rows():
+    """Rows past the first look (`_FIRST_ROWS`): all Sub/Up/None, or a Paeth row late."""
+    from pipelines.png import _FIRST_ROWS
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (3 * _FIRST_ROWS, 9), dtype=np.uint8)
+    plain = [int(k) for k in rng.integers(0, 3, len(image))]
+    late = plain[:]
+    late[2 * _FIRST_ROWS] = 4
+    for kinds in (plain, late):
+        assert np.array_equal(decode_grey_png(grey_png(image, kinds, pieces=3), LIMIT), image)
