@@ -47,6 +47,12 @@ RULE_LENGTH = 0.8
 PRINT_BELOW_COUNT = 5
 PRINT_HEIGHT = 0.45
 PRINT_GAP = 0.1
+# A field's dark printed rules (a box's black border) pull Otsu's threshold up between the paper
+# and their ink, and a faint pen falls under it: where the threshold taken without the rules'
+# pixels is FAINT_PEN_GAP (0..255) or more lower, the field is binarised again at that one.
+# On 3 x 800 clean validation cheques 7 gained, 2 lost; 2 x 600 rough ones 2 gained, none lost
+# (with no gap required, 20 gained and 21 lost: grain and guilloche came in too).
+FAINT_PEN_GAP = 30
 _PAPER_WINDOW = np.ones((9, 9), np.uint8)
 
 
@@ -155,8 +161,30 @@ def ink_of(gray: np.ndarray) -> np.ndarray:
 def binarize(ink: np.ndarray) -> np.ndarray:
     """Ink mask by Otsu's threshold on the ink darkness, never below a floor for clean images."""
     u8 = (ink * 255).astype(np.uint8)
-    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return u8 > max(t, 60)
+    return u8 > max(otsu_level(u8), 60)
+
+
+def otsu_level(values: np.ndarray) -> float:
+    """Otsu's threshold of uint8 values (any shape)."""
+    t, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return float(t)
+
+
+def handwriting_mask(ink: np.ndarray) -> tuple[np.ndarray, float]:
+    """The ink mask of a field without its printed rules, and the rules' thickness
+    (`remove_rules`); binarised again without the rules' pixels when they hid a faint pen
+    (FAINT_PEN_GAP)."""
+    u8 = (ink * 255).astype(np.uint8)
+    level = otsu_level(u8)
+    first = u8 > max(level, 60)
+    mask, rule_width = remove_rules(first)
+    rules = (first & ~mask).view(np.uint8)
+    if rules.any():
+        beside = cv2.dilate(rules, np.ones((5, 5), np.uint8)) == 0
+        pen_level = otsu_level(u8[beside])
+        if level - pen_level >= FAINT_PEN_GAP:
+            mask, rule_width = remove_rules(u8 > max(pen_level, 60))
+    return mask, rule_width
 
 
 def remove_rules(mask: np.ndarray) -> tuple[np.ndarray, float]:
@@ -565,7 +593,7 @@ def segment_field(gray: np.ndarray, deskew: bool = True) -> Segmentation:
     if median_u8(cv2.subtract(cv2.dilate(gray, _PAPER_WINDOW), gray)) > GRAINY_FIELD:
         gray = cv2.GaussianBlur(gray, (0, 0), 1.0)  # grain would make specks and ragged pieces
     ink = ink_of(gray)
-    mask, rule_width = remove_rules(binarize(ink))
+    mask, rule_width = handwriting_mask(ink)
     angle = estimate_skew(mask) if deskew else 0.0
     if angle != 0.0:
         ink = rotate(ink, angle, cv2.INTER_LINEAR)

@@ -120,6 +120,29 @@ def test_a_blurred_box_side_as_wide_as_the_fields_rule_is_dropped_and_ones_kept(
         assert ((seg.pieces > 0) & only_one).sum() > 0.9 * only_one.sum(), k
 
 
+def test_a_faint_pen_inside_a_black_box_keeps_its_ink(digits, monkeypatch):
+    """A black printed box pulls the field's binarisation threshold over a faint pen's grey: the
+    threshold is taken again without the box's pixels, and the digits keep their ink."""
+    import pipelines.segmentation as seg_module
+
+    field, left, right = touching_pair(digits, 3, 2, overlap=-14)
+    faint = (255 - (255 - field.astype(np.float64)) * 0.4).astype(np.uint8)  # grey ~155
+    pad = 14
+    boxed = np.pad(faint, pad, constant_values=255)
+    boxed[2:8] = 0  # the box's top and bottom, 6 px of black across the field
+    boxed[-8:-2] = 0
+    written = np.pad(left | right, pad)
+
+    def kept() -> float:
+        seg = segment_field(boxed, deskew=False)
+        return ((seg.pieces > 0) & written).sum() / written.sum()
+
+    assert kept() > 0.8
+    monkeypatch.setattr(seg_module, "FAINT_PEN_GAP", 256)  # never binarise again
+    with pytest.raises(ValueError, match="no ink"):  # the pen all under the threshold
+        kept()
+
+
 @pytest.mark.parametrize("slope_deg", [-2.0, 0.0, 1.5])
 def test_skew_is_the_angle_of_the_sharpest_row_projection(slope_deg: float) -> None:
     from pipelines.segmentation import estimate_skew
