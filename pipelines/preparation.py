@@ -332,6 +332,27 @@ _WORKER_RANKER: FieldRanker | None = None
 # while the caller decodes a batch of 32 (helpers are only handed more when the caller asks
 # for the next result), few enough to bound the results held (~0.3 MB each without pictures).
 HANDED_AHEAD = 48
+# How often (s) a wait for a helper's result looks whether a helper died: one killed while it
+# sends a result leaves the pool's reader blocked on the rest of the message, and the pool
+# never learns it is broken (CPython's ProcessPoolExecutor, 3.11).
+HELPER_CHECK_S = 0.5
+
+
+def _helper_died(pool: object) -> bool:
+    """Whether a process of a ProcessPoolExecutor has exited (its processes are private)."""
+    return any(p.exitcode is not None for p in list(getattr(pool, "_processes", {}).values()))
+
+
+def _abandon(pool: object) -> None:
+    """Kill a pool's helpers and close this process's end of their result pipe, so that a
+    reader blocked on a result a dead helper half sent reads end-of-file: the pool then
+    learns it is broken and can shut down (else its thread would block for ever)."""
+    for p in list(getattr(pool, "_processes", {}).values()):
+        p.kill()
+        p.join()
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 def _init_worker(ranker: FieldRanker | None) -> None:
@@ -362,6 +383,7 @@ def prepare_all(sources: Sequence[bytes | str | Path | Page], is_field: bool,
     import multiprocessing
     from collections import deque
     from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures import TimeoutError as ResultLate  # not the builtin before 3.11
     from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
@@ -396,13 +418,20 @@ def prepare_all(sources: Sequence[bytes | str | Path | Page], is_field: bool,
                 elif sent[i].done() or broken or not unsent:
                     fut = sent.pop(i)
                     try:
-                        here[i] = fut.result()
+                        while not (broken or fut.done()):
+                            try:
+                                fut.result(timeout=HELPER_CHECK_S)
+                            except ResultLate:
+                                broken = _helper_died(pool)
+                        here[i] = fut.result(timeout=0)
                         helped += 1
-                    except BrokenProcessPool:
+                    except (BrokenProcessPool, ResultLate):
                         broken = True
                         here[i] = prepare_source(*jobs[i][:2], ranker, keep_images)
                 else:
                     here_next()
             yield here.pop(i)
     finally:  # a caller that stops early (or Ctrl-C) does not wait for the rest
+        if broken and _helper_died(pool):
+            _abandon(pool)
         pool.shutdown(wait=True, cancel_futures=True)
