@@ -158,12 +158,6 @@ def ink_of(gray: np.ndarray) -> np.ndarray:
     return np.clip((paper - gray.astype(np.float32)) / max(paper - darkest, 1.0), 0.0, 1.0)
 
 
-def binarize(ink: np.ndarray) -> np.ndarray:
-    """Ink mask by Otsu's threshold on the ink darkness, never below a floor for clean images."""
-    u8 = (ink * 255).astype(np.uint8)
-    return u8 > max(otsu_level(u8), 60)
-
-
 def otsu_level(values: np.ndarray) -> float:
     """Otsu's threshold of uint8 values (any shape)."""
     t, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -172,8 +166,8 @@ def otsu_level(values: np.ndarray) -> float:
 
 def handwriting_mask(ink: np.ndarray) -> tuple[np.ndarray, float]:
     """The ink mask of a field without its printed rules, and the rules' thickness
-    (`remove_rules`); binarised again without the rules' pixels when they hid a faint pen
-    (FAINT_PEN_GAP)."""
+    (`remove_rules`): Otsu's threshold on the ink darkness, never below a floor for clean
+    images; taken again without the rules' pixels when they hid a faint pen (FAINT_PEN_GAP)."""
     u8 = (ink * 255).astype(np.uint8)
     level = otsu_level(u8)
     first = u8 > max(level, 60)
