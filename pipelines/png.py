@@ -128,8 +128,9 @@ def decode_grey_png(data: bytes, max_pixels: int) -> np.ndarray | None:
         # The first rows first: a file with Average or Paeth rows mostly shows one there, and
         # goes to libpng before the rest is inflated for nothing.
         raw = inflater.decompress(stream, min(expected, _FIRST_ROWS * (width + 1)))
-        if max(raw[:: width + 1], default=0) > 2:
-            return _by_libpng(data, raw[:: width + 1])
+        kinds = raw[:: width + 1]
+        if max(kinds, default=0) > 2:
+            return _by_libpng(data, kinds)
         raw += inflater.decompress(inflater.unconsumed_tail, expected + 1 - len(raw))
     except Exception:  # a damaged stream: the general decoder names the problem
         return None

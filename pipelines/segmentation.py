@@ -53,6 +53,7 @@ PRINT_GAP = 0.1
 # On 3 x 800 clean validation cheques 7 gained, 2 lost; 2 x 600 rough ones 2 gained, none lost
 # (with no gap required, 20 gained and 21 lost: grain and guilloche came in too).
 FAINT_PEN_GAP = 30
+INK_FLOOR = 60  # (0..255) no threshold of a field's ink darkness is lower: clean images' paper
 _PAPER_WINDOW = np.ones((9, 9), np.uint8)
 
 
@@ -170,14 +171,14 @@ def handwriting_mask(ink: np.ndarray) -> tuple[np.ndarray, float]:
     images; taken again without the rules' pixels when they hid a faint pen (FAINT_PEN_GAP)."""
     u8 = (ink * 255).astype(np.uint8)
     level = otsu_level(u8)
-    first = u8 > max(level, 60)
+    first = u8 > max(level, INK_FLOOR)
     mask, rule_width = remove_rules(first)
     rules = (first & ~mask).view(np.uint8)
     if rules.any():
         beside = cv2.dilate(rules, np.ones((5, 5), np.uint8)) == 0
         pen_level = otsu_level(u8[beside])
         if level - pen_level >= FAINT_PEN_GAP:
-            mask, rule_width = remove_rules(u8 > max(pen_level, 60))
+            mask, rule_width = remove_rules(u8 > max(pen_level, INK_FLOOR))
     return mask, rule_width
 
 
