@@ -108,6 +108,24 @@ _INK_ABOVE = np.maximum(INK_MIN, np.arange(256) // INK_FRAC).astype(np.uint8)
 _FAINT_ABOVE = np.maximum(INK_MIN * 3 // 4, np.arange(256) // (INK_FRAC + 2)).astype(np.uint8)
 
 
+# A faint pen's ink (`faint_pen_ink`, the field search of the reader's second look at a scan it
+# read with little confidence) is darker than the smoothed paper by max(FAINT_PEN_MIN,
+# paper / FAINT_PEN_FRAC): about half what `ink_masks` asks, after a blur that takes the grain
+# out (a grey pen under heavy noise and blur was left out of the ink, and the field with it).
+FAINT_PEN_MIN, FAINT_PEN_FRAC = 20, 10
+_FAINT_PEN_ABOVE = np.maximum(FAINT_PEN_MIN, np.arange(256) // FAINT_PEN_FRAC).astype(np.uint8)
+
+
+def faint_pen_ink(gray: np.ndarray) -> np.ndarray:
+    """A uint8 0/1 mask of pixels somewhat darker than the paper around them, found on the
+    page blurred (sigma 1) and median-smoothed, without specks: a pale or grey pen under grain
+    and blur, at the cost of more of the noise's own blots."""
+    gray = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    paper = cv2.dilate(cv2.medianBlur(gray, 3), _PAPER_WINDOW)
+    diff = cv2.subtract(paper, gray)
+    return without_specks((diff > cv2.LUT(paper, _FAINT_PEN_ABOVE)).view(np.uint8))
+
+
 def ink_masks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ink, faint ink) uint8 masks: pixels clearly (or somewhat) darker than the paper around
     them, the paper level coming from a max filter. Rules are looked for in the faint mask.
@@ -236,9 +254,12 @@ def printed_boxes(rules: np.ndarray) -> np.ndarray:
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
-def analyse_page(small: np.ndarray) -> PageInk:
-    """Ink, rules, printed boxes and ink components of a working-scale page (h, w) uint8."""
+def analyse_page(small: np.ndarray, faint_pen: bool = False) -> PageInk:
+    """Ink, rules, printed boxes and ink components of a working-scale page (h, w) uint8;
+    with `faint_pen`, the ink is `faint_pen_ink`'s (the rules are found as always)."""
     ink, faint = ink_masks(small)
+    if faint_pen:
+        ink = faint_pen_ink(small)
     horiz, vert = find_rules(faint)
     rules = horiz | vert
     # A dilation of a union is the union of the dilations: the rules' margin from the two.

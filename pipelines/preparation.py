@@ -17,15 +17,25 @@ import numpy as np
 
 from pipelines.charimage import to_lenet_batch
 from pipelines.fields import (
+    Box,
     FieldCandidate,
     FieldRanker,
     PageInk,
     analyse_page,
     propose_fields,
     to_working,
+    unturn_box,
     whole_image_field,
 )
-from pipelines.page import content_box, cropped, ink_skew, scaled, straighten, then
+from pipelines.page import (
+    box_to_scan,
+    content_box,
+    cropped,
+    ink_skew,
+    scaled,
+    straighten,
+    then,
+)
 from pipelines.segmentation import Segmentation, segment_field
 
 if TYPE_CHECKING:  # Pillow is imported only when a file is read
@@ -81,22 +91,40 @@ def as_ranker(field_scorer: FieldChooser | None) -> FieldRanker | None:
     return field_scorer.ranker()
 
 
-def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
-            field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
-            upside_down: bool = False, straighten_from: float | None = PAGE_SKEW_FROM
-            ) -> Prepared:
-    """Propose fields (or take the whole image), segment each and normalise every candidate
-    character for LeNet. Raises ValueError when no field holds ink.
+@dataclass
+class FieldSearch:
+    """Where `search_fields` looked for fields and what it kept: the page as read, the image in
+    each orientation searched (quarter turns), the candidate fields, and the scan's shape."""
 
-    With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
-    than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
-    The scan is first made into the page as read (`page_as_read`: grey levels, a cheque cut
-    out of a larger page, a small scan enlarged, a page skewed by `straighten_from` degrees or
-    more straightened). A portrait image is searched as it is and turned a quarter either
-    way, keeping that many of each orientation. With `upside_down`, the image is searched
-    turned a half turn instead, and only so (the reader's second try at a scan it read with
-    little confidence).
-    """
+    view: PageAsRead
+    turned: dict[int, np.ndarray]
+    candidates: list[FieldCandidate]
+    scan_shape: tuple[int, int]
+
+    def in_scan(self, box: Box, turns: int) -> Box:
+        """A box of the page as read turned `turns` quarter turns, in the scan's own pixels."""
+        image = self.view.image
+        return box_in_scan(box, turns, (image.shape[0], image.shape[1]), self.view.to_scan,
+                           self.scan_shape)
+
+
+def box_in_scan(box: Box, turns: int, image_shape: tuple[int, int], to_scan: np.ndarray | None,
+                scan_shape: tuple[int, int]) -> Box:
+    """A box of the page as read (`image_shape`) turned `turns` quarter turns, in the scan's
+    own pixels (`to_scan` maps the page's pixels to the scan's, None: it is the scan)."""
+    if turns:  # a field found in the page turned: back to the page's pixels
+        box = unturn_box(box, turns, image_shape)
+    if to_scan is not None:  # read straightened, cut out or enlarged: the box around it
+        box = box_to_scan(box, to_scan, scan_shape)
+    return box
+
+
+def search_fields(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
+                  field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
+                  upside_down: bool = False, straighten_from: float | None = PAGE_SKEW_FROM,
+                  faint_pen: bool = False) -> FieldSearch:
+    """The candidate fields of a scan (or the whole image): the first half of `prepare`,
+    whose arguments these are."""
     scan_shape = (image.shape[0], image.shape[1])
     view = page_as_read(image, is_field, straighten_from)
     image = view.image
@@ -116,14 +144,22 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         if is_field:
             candidates.append(replace(whole_image_field(turned[t]), turns=t))
         else:
-            found = [replace(c, turns=t)
-                     for c in propose_fields(turned[t], page=None if t else view.page)]
+            page = view.page if t == 0 and not faint_pen else None
+            if faint_pen:
+                page = analyse_page(to_working(turned[t]), faint_pen=True)
+            found = [replace(c, turns=t) for c in propose_fields(turned[t], page=page)]
             candidates += best_fields(found, ranker, max_fields, field_beam)
+    return FieldSearch(view, turned, candidates, scan_shape)
+
+
+def prepare_found(search: FieldSearch) -> Prepared:
+    """Segment each field a search found and normalise every candidate character for LeNet:
+    the second half of `prepare`. Raises ValueError when no field holds ink."""
     fields, segs = [], []
-    for cand in candidates:
+    for cand in search.candidates:
         x, y, w, h = cand.box
         try:
-            seg = segment_field(turned[cand.turns][y : y + h, x : x + w])
+            seg = segment_field(search.turned[cand.turns][y : y + h, x : x + w])
         except ValueError:
             continue  # a candidate without ink is no field
         fields.append(cand)
@@ -137,9 +173,31 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
         tops += t.tolist()
         heights += [seg.line.height] * len(p)
     inputs = to_lenet_batch(patches, heights, tops)
+    view = search.view
     return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]),
-                    (image.shape[0], image.shape[1]), view.skew, view.to_scan, scan_shape,
-                    view.scale, view.crop)
+                    (view.image.shape[0], view.image.shape[1]), view.skew, view.to_scan,
+                    search.scan_shape, view.scale, view.crop)
+
+
+def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
+            field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
+            upside_down: bool = False, straighten_from: float | None = PAGE_SKEW_FROM,
+            faint_pen: bool = False) -> Prepared:
+    """Propose fields (or take the whole image), segment each and normalise every candidate
+    character for LeNet. Raises ValueError when no field holds ink.
+
+    With a `field_scorer`, the `max_fields` best candidates are kept, less those scoring more
+    than `field_beam` below the best (a beam: reading prunes, training keeps all alternatives).
+    The scan is first made into the page as read (`page_as_read`: grey levels, a cheque cut
+    out of a larger page, a small scan enlarged, a page skewed by `straighten_from` degrees or
+    more straightened). A portrait image is searched as it is and turned a quarter either
+    way, keeping that many of each orientation. With `upside_down`, the image is searched
+    turned a half turn instead, and only so (the reader's second try at a scan it read with
+    little confidence). With `faint_pen`, fields are looked for in the ink that
+    `fields.faint_pen_ink` finds (the reader's look for a field that a pale pen hid).
+    """
+    return prepare_found(search_fields(image, is_field, max_fields, field_scorer, field_beam,
+                                       upside_down, straighten_from, faint_pen))
 
 
 # A cheque scan whose longer side is under MIN_LONG_SIDE pixels (under ~150 dpi) is read
@@ -315,16 +373,40 @@ def without_images(prep: Prepared) -> Prepared:
 SECOND_VIEW_FIELDS = 2
 
 
-def second_views(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
-                 keep_images: bool = True) -> list[Prepared]:
-    """The other ways to read an image the reader was unsure of: for now, turned upside down
-    (straightened too when skewed, as `prepare` does), with its SECOND_VIEW_FIELDS best
-    candidate fields. Views where no field holds ink are left out."""
+def upside_down_view(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
+                     keep_images: bool = True) -> Prepared | None:
+    """An image the reader was unsure of, turned upside down (straightened too when skewed, as
+    `prepare` does), with its SECOND_VIEW_FIELDS best candidate fields; None when no field
+    holds ink."""
     try:
         prep = prepare(gray, is_field, SECOND_VIEW_FIELDS, field_scorer, upside_down=True)
     except ValueError:
-        return []
-    return [prep if keep_images else without_images(prep)]
+        return None
+    return prep if keep_images else without_images(prep)
+
+
+def faint_pen_view(gray: np.ndarray, field_scorer: FieldChooser | None, read_box: Box | None,
+                   keep_images: bool = True) -> Prepared | None:
+    """A cheque scan the reader was unsure of, its fields looked for in a pale pen's ink too
+    (`prepare(faint_pen=True)`); None when no candidate is a field other than the one read
+    first (`read_box`, the first reading's characters in the scan's pixels: a candidate
+    holding most of it is that field again), or none holds ink."""
+    search = search_fields(gray, field_scorer=field_scorer, faint_pen=True)
+    if read_box is not None and all(covers(search.in_scan(c.box, c.turns), read_box)
+                                    for c in search.candidates):
+        return None
+    try:
+        prep = prepare_found(search)
+    except ValueError:
+        return None
+    return prep if keep_images else without_images(prep)
+
+
+def covers(outer: Box, inner: Box) -> bool:
+    """Whether box `outer` holds at least half of box `inner` (x, y, w, h)."""
+    w = min(outer[0] + outer[2], inner[0] + inner[2]) - max(outer[0], inner[0])
+    h = min(outer[1] + outer[3], inner[1] + inner[3]) - max(outer[1], inner[1])
+    return max(w, 0) * max(h, 0) >= 0.5 * inner[2] * inner[3]
 
 
 _WORKER_RANKER: FieldRanker | None = None

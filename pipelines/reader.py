@@ -21,11 +21,17 @@ import gtn
 from pipelines.amounts import GRAMMARS
 from pipelines.charset import CLASSES, RUBBISH
 from pipelines.field_scorer import FieldScorer
-from pipelines.fields import unturn_box
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
-from pipelines.page import box_to_scan
-from pipelines.preparation import Prepared, load_source, prepare, second_views
+from pipelines.metrics import iou
+from pipelines.preparation import (
+    Prepared,
+    box_in_scan,
+    faint_pen_view,
+    load_source,
+    prepare,
+    upside_down_view,
+)
 from pipelines.recognition import SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
 
@@ -46,6 +52,14 @@ RETRY_BELOW = 0.2
 # RETRY_BELOW, 99.7% of the turned-over readings and 4% of the upright ones are read again
 # (at 2.5: also 99.7%, but 5.7% of the upright ones).
 RETRY_PENALTY = 3.0
+# A cheque scan read less confidently than this is read again with its fields looked for in a
+# pale pen's ink too (`preparation.faint_pen_view`); that reading is kept only when it lies on
+# another field (its characters' box overlapping the first reading's less than DIFFERENT_FIELD)
+# and is more confident. Heavy noise and blur over a grey pen had left the field out of the
+# ink, and the reader read the date or a blot. Taking the more confident reading of the same
+# field found again, re-cropped, gained and lost alike. See the README for the measurements.
+FAINT_PEN_BELOW = 0.6
+DIFFERENT_FIELD = 0.5
 GRAMMAR_VERSION = 2  # bump when the grammars' states or arcs change: old weights no longer fit
 
 
@@ -177,11 +191,8 @@ def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
     segments = []
     for s, i in zip(seg_ids, ilabels):
         x, y, w, h = (int(v) for v in boxes[s - starts[k]])
-        box = (fx + x, fy + y, w, h)
-        if field.turns:  # a field found in the scan turned: back to the scan's pixels
-            box = unturn_box(box, field.turns, prep.image_shape)
-        if prep.to_scan is not None:  # read straightened: the box around it in the scan
-            box = box_to_scan(box, prep.to_scan, prep.scan_shape)
+        box = box_in_scan((fx + x, fy + y, w, h), field.turns, prep.image_shape, prep.to_scan,
+                          prep.scan_shape)
         # The arc's score is -(class penalty + segment penalty): report their sum.
         pen = -float(graph.weight[idx[len(segments)]]) if i >= 0 else float("nan")
         segments.append(SegmentReading(box, CLASSES[i], pen))
@@ -275,33 +286,51 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
                readings: Sequence[Reading], is_field: bool, grammars: Sequence[str],
                reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
                keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
-    """Read again, in their `preparation.second_views` (upside down), the images read with a
-    confidence under RETRY_BELOW or a path costing over RETRY_PENALTY a character (not those
-    that failed). Return, by index, the view's preparation and reading wherever one reads more
-    confidently than the first reading and is not rejected (by `reject_below`): an upright
-    scan is far likelier, so a rejected view says no more than the first reading.
-    `sources[i]` is the encoded image, file or greyscale array that gave `readings[i]`, read
-    with grammar `grammars[i]`."""
-    views: list[tuple[int, Prepared]] = []
+    """Read again the images read with little confidence (not those that failed): upside
+    down (`preparation.upside_down_view`) those under RETRY_BELOW or whose path costs over
+    RETRY_PENALTY a character; cheque scans under FAINT_PEN_BELOW with their fields looked for
+    in a pale pen's ink too (`preparation.faint_pen_view`). Return, by index, the view's
+    preparation and reading wherever one reads more confidently than the first reading and is
+    not rejected (by `reject_below`: an upright scan is far likelier, so a rejected view says
+    no more than the first reading); a faint-pen view's reading only counts when it reads
+    another field than the first (`DIFFERENT_FIELD`). `sources[i]` is the encoded image, file
+    or greyscale array that gave `readings[i]`, read with grammar `grammars[i]`."""
+    views: list[tuple[int, Prepared, bool]] = []  # (reading, view, whether a faint-pen view)
     for i, r in enumerate(readings):
-        if r.error is not None or (r.confidence >= RETRY_BELOW and not fits_badly(r)):
+        turn = r.confidence < RETRY_BELOW or fits_badly(r)
+        faint = not is_field and r.confidence < FAINT_PEN_BELOW
+        if r.error is not None or not (turn or faint):
             continue
         source = sources[i]
         try:
             gray = source if isinstance(source, np.ndarray) else load_source(source)
         except ValueError:  # it was read once: only a file changed meanwhile gets here
             continue
-        views += [(i, p) for p in second_views(gray, is_field, reader.field_proposer,
-                                                keep_images)]
+        if turn and (view := upside_down_view(gray, is_field, reader.field_proposer,
+                                              keep_images)) is not None:
+            views.append((i, view, False))
+        if faint and (view := faint_pen_view(gray, reader.field_proposer, r.field_box,
+                                             keep_images)) is not None:
+            views.append((i, view, True))
     better: dict[int, tuple[Prepared, Reading]] = {}
-    for grammar in sorted({grammars[i] for i, _ in views}):
-        mine = [(i, p) for i, p in views if grammars[i] == grammar]
-        for (i, prep), again in zip(mine, decode_batch(reader, [p for _, p in mine], grammar,
-                                                       reject_below, alternatives)):
+    for grammar in sorted({grammars[i] for i, _, _ in views}):
+        mine = [v for v in views if grammars[v[0]] == grammar]
+        for (i, prep, faint), again in zip(mine, decode_batch(
+                reader, [p for _, p, _ in mine], grammar, reject_below, alternatives)):
             best = better[i][1] if i in better else readings[i]
+            if faint and not reads_another_field(again, readings[i]):
+                continue
             if again.confidence > best.confidence and not again.rejected:
                 better[i] = (prep, again)
     return better
+
+
+def reads_another_field(reading: Reading, first: Reading) -> bool:
+    """Whether a reading's characters lie elsewhere than the first reading's: their boxes
+    overlap less than DIFFERENT_FIELD (intersection over union)."""
+    if reading.field_box is None or first.field_box is None:
+        return True
+    return iou(reading.field_box, first.field_box) < DIFFERENT_FIELD
 
 
 def fits_badly(reading: Reading) -> bool:

@@ -292,6 +292,28 @@ def test_noise_and_white_dust_do_not_turn_the_paper_into_ink(monkeypatch) -> Non
     assert fields.ink_masks(gray)[0].astype(bool)[~stroke].mean() > 0.2
 
 
+def test_faint_pen_ink_finds_a_grey_pen_that_the_ink_mask_misses() -> None:
+    """A grey pen 28 levels darker than its paper, blurred, under noise (sigma 8): the ink mask
+    keeps little of it, the faint-pen mask most of it and next to none of the paper."""
+    import cv2
+
+    from pipelines import fields
+
+    rng = np.random.default_rng(3)
+    writing = np.zeros((340, 800), np.uint8)
+    cv2.putText(writing, "305.71", (480, 160), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 255, 3)
+    stroke = writing > 0
+    page = cv2.GaussianBlur(np.where(stroke, 172.0, 200.0), (0, 0), 1.0)
+    gray = np.clip(page + rng.normal(0, 8, page.shape), 0, 255).astype(np.uint8)
+    core = cv2.erode(writing, np.ones((3, 3), np.uint8)) > 0  # the stroke's middle
+    ink = fields.ink_masks(gray)[0].astype(bool)
+    faint = fields.faint_pen_ink(gray).astype(bool)
+    assert ink[core].mean() < 0.3
+    assert faint[core].mean() > 0.9
+    far = cv2.dilate(writing, np.ones((9, 9), np.uint8)) == 0
+    assert faint[far].mean() < 0.002
+
+
 @needs_mnist
 def test_clean_pages_are_not_smoothed(cheques: list, monkeypatch) -> None:
     """Clean pages (grain at most NOISY_PAGE) keep the raw max-filter paper level."""

@@ -6,9 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import gtn
 from pipelines.images import as_gray
+from pipelines.mnist import mnist_dir
 from pipelines.preparation import prepare
 from pipelines.reader import load_reader, read_cheque
 
@@ -304,14 +307,18 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
     from pipelines.reader import RETRY_BELOW, Reading, read_again
 
     gray = np.asarray(as_gray(np.full((60, 200), 240, np.uint8)))
-    sure = Reading("12", "12", RETRY_BELOW, False, (0, 0, 1, 1))
+    sure = Reading("12", "12", reader_module.FAINT_PEN_BELOW, False, (0, 0, 1, 1))
     failed = Reading(None, None, 0.0, True, None, error="could not read it")
 
     def no_call(*args, **kwargs):
         raise AssertionError("read again")
 
-    monkeypatch.setattr(reader_module, "second_views", no_call)
+    monkeypatch.setattr(reader_module, "upside_down_view", no_call)
+    monkeypatch.setattr(reader_module, "faint_pen_view", no_call)
     assert read_again(reader, [gray, gray], [sure, failed], False, ["us", "us"]) == {}
+    # a field image has no other field to find: only an unsure one is read again (upside down)
+    field = Reading("12", "12", RETRY_BELOW, False, (0, 0, 1, 1))
+    assert read_again(reader, [gray], [field], True, ["us"]) == {}
     monkeypatch.undo()
     rec = LABELS[4]
     from PIL import Image
@@ -334,6 +341,51 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
     assert turned[0].fields[0].turns == 2
 
 
+@pytest.mark.skipif(not (mnist_dir() / "train-images-idx3-ubyte.gz").exists(),
+                    reason="needs MNIST")
+def test_a_field_a_pale_pen_hid_is_found_on_a_second_look(reader, monkeypatch):
+    """A rough validation-style scan (training-split digits): a grey pen under blur, noise and
+    uneven light is too faint for the field search's ink, so the first look reads a blot
+    ('4', rejected); the faint-pen look finds the amount and reads it right."""
+    import pipelines.reader as reader_module
+    from pipelines.cheques import derive_seed, generate_cheque, is_bitonal, mnist_split, roughened
+    from pipelines.mnist import Mnist
+
+    train = mnist_split("train")
+    digits = Mnist("train", train.images[55000:], train.labels[55000:])
+    seed, i = 4242, 150
+    bitonal = is_bitonal(0.1, seed, i)
+    cheque = generate_cheque(derive_seed(seed, i), "train", digits, "mixed", bitonal)
+    scan = roughened(cheque.image, 1.0, seed, i, bitonal)
+    got = read_cheque(scan, reader, grammar=cheque.grammar)
+    assert got.amount == cheque.amount == "3.67" and not got.rejected
+    monkeypatch.setattr(reader_module, "FAINT_PEN_BELOW", 0.0)
+    first = read_cheque(scan, reader, grammar=cheque.grammar)
+    assert first.amount != cheque.amount and first.rejected
+
+
+def test_a_faint_pen_view_counts_only_when_it_reads_another_field(reader, monkeypatch):
+    """The faint-pen look is for a field the first look missed: its reading of the field read
+    first is not taken, however confident; of another field it is."""
+    import pipelines.reader as reader_module
+    from pipelines.reader import Reading, read_again
+
+    rec = LABELS[4]
+    from PIL import Image
+
+    scan = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
+    first = read_cheque(scan, reader, grammar=rec["grammar"])
+    assert first.confidence > 0.9 and first.field_box is not None
+    same_field = prepare(scan, field_scorer=reader.field_proposer)
+    monkeypatch.setattr(reader_module, "faint_pen_view", lambda *args, **kwargs: same_field)
+    monkeypatch.setattr(reader_module, "upside_down_view", lambda *args, **kwargs: None)
+    doubt = Reading("1", "1", 0.3, False, first.field_box)
+    assert read_again(reader, [scan], [doubt], False, [rec["grammar"]]) == {}
+    doubt.field_box = (0, 0, 40, 40)  # read elsewhere: the faint-pen reading replaces it
+    (again,) = read_again(reader, [scan], [doubt], False, [rec["grammar"]]).values()
+    assert again[1].amount == first.amount and again[1].field_box == first.field_box
+
+
 def test_confident_readings_whose_characters_fit_badly_are_read_again(reader, monkeypatch):
     """A confident reading whose path costs over RETRY_PENALTY a character is read again; an
     unsure one costing less too, a sure one costing less is not."""
@@ -345,8 +397,9 @@ def test_confident_readings_whose_characters_fit_badly_are_read_again(reader, mo
         return Reading("11", "11", confidence, False, (0, 0, 1, 1), segments=segments)
 
     asked: list[int] = []
-    monkeypatch.setattr(reader_module, "second_views",
-                        lambda gray, *args, **kwargs: asked.append(int(gray[0, 0])) or [])
+    monkeypatch.setattr(reader_module, "upside_down_view",
+                        lambda gray, *args, **kwargs: asked.append(int(gray[0, 0])))
+    monkeypatch.setattr(reader_module, "faint_pen_view", lambda *args, **kwargs: None)
     grays = [np.full((60, 200), v, np.uint8) for v in range(4)]
     readings = [reading(0.9, [RETRY_PENALTY + 1, RETRY_PENALTY - 0.5]),  # 3.0 + 0.5 on average
                 reading(0.9, [RETRY_PENALTY + 0.4, RETRY_PENALTY - 0.5]),  # under it
@@ -395,3 +448,15 @@ def test_faded_dark_and_negative_scans_read_as_the_original(reader):
     for scan in (faded, dark, negative):
         reading = read_cheque(scan, reader, grammar=rec["grammar"])
         assert reading.amount == rec["amount"] and reading.confidence > 0.9
+
+
+@given(st.lists(st.integers(0, 12), min_size=8, max_size=8))
+def test_covers_counts_the_pixels_of_the_inner_box(v):
+    """`covers` against counting the pixels the two boxes share on a grid."""
+    from pipelines.preparation import covers
+
+    outer, inner = (v[0], v[1], v[2], v[3]), (v[4], v[5], v[6] + 1, v[7] + 1)
+    grid = np.zeros((2, 30, 30), bool)
+    for k, (x, y, w, h) in enumerate((outer, inner)):
+        grid[k, y : y + h, x : x + w] = True
+    assert covers(outer, inner) == (2 * (grid[0] & grid[1]).sum() >= grid[1].sum())
