@@ -27,6 +27,7 @@ from pipelines.fields import (
     unturn_box,
     whole_image_field,
 )
+from pipelines.metrics import iou
 from pipelines.page import (
     box_to_scan,
     content_box,
@@ -100,12 +101,6 @@ class FieldSearch:
     turned: dict[int, np.ndarray]
     candidates: list[FieldCandidate]
     scan_shape: tuple[int, int]
-
-    def in_scan(self, box: Box, turns: int) -> Box:
-        """A box of the page as read turned `turns` quarter turns, in the scan's own pixels."""
-        image = self.view.image
-        return box_in_scan(box, turns, (image.shape[0], image.shape[1]), self.view.to_scan,
-                           self.scan_shape)
 
 
 def box_in_scan(box: Box, turns: int, image_shape: tuple[int, int], to_scan: np.ndarray | None,
@@ -371,6 +366,9 @@ def without_images(prep: Prepared) -> Prepared:
 # fields all score low, so that three pass the field beam: two cost a quarter less, and on 100
 # training-split cheques turned over read as many right (90), turned and skewed one fewer.
 SECOND_VIEW_FIELDS = 2
+# A field the faint-pen look finds is one the first look read when their boxes overlap by more
+# than this (intersection over union).
+SAME_FIELD = 0.5
 
 
 def upside_down_view(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
@@ -385,28 +383,30 @@ def upside_down_view(gray: np.ndarray, is_field: bool, field_scorer: FieldChoose
     return prep if keep_images else without_images(prep)
 
 
-def faint_pen_view(gray: np.ndarray, field_scorer: FieldChooser | None, read_box: Box | None,
+def faint_pen_view(gray: np.ndarray, first: Prepared, field_scorer: FieldChooser | None,
                    keep_images: bool = True) -> Prepared | None:
-    """A cheque scan the reader was unsure of, its fields looked for in a pale pen's ink too
-    (`prepare(faint_pen=True)`); None when no candidate is a field other than the one read
-    first (`read_box`, the first reading's characters in the scan's pixels: a candidate
-    holding most of it is that field again), or none holds ink."""
+    """The first preparation of a cheque scan the reader was unsure of, with the fields a look
+    in a pale pen's ink (`prepare(faint_pen=True)`) finds besides its own (those within
+    SAME_FIELD intersection over union of one of them are its own); None when that look
+    finds no other field holding ink."""
     search = search_fields(gray, field_scorer=field_scorer, faint_pen=True)
-    if read_box is not None and all(covers(search.in_scan(c.box, c.turns), read_box)
-                                    for c in search.candidates):
+    shape = (search.view.image.shape[0], search.view.image.shape[1])
+    if shape != first.image_shape:  # not the page the first look read (never, as it is made)
+        return None
+    new = [c for c in search.candidates
+           if not any(c.turns == f.turns and iou(c.box, f.box) > SAME_FIELD for f in first.fields)]
+    if not new:
         return None
     try:
-        prep = prepare_found(search)
+        more = prepare_found(replace(search, candidates=new))
     except ValueError:
         return None
-    return prep if keep_images else without_images(prep)
-
-
-def covers(outer: Box, inner: Box) -> bool:
-    """Whether box `outer` holds at least half of box `inner` (x, y, w, h)."""
-    w = min(outer[0] + outer[2], inner[0] + inner[2]) - max(outer[0], inner[0])
-    h = min(outer[1] + outer[3], inner[1] + inner[3]) - max(outer[1], inner[1])
-    return max(w, 0) * max(h, 0) >= 0.5 * inner[2] * inner[3]
+    if not keep_images:
+        first, more = without_images(first), without_images(more)
+    return replace(first, fields=first.fields + more.fields,
+                   segmentations=first.segmentations + more.segmentations,
+                   inputs=np.concatenate([first.inputs, more.inputs]),
+                   field_features=np.concatenate([first.field_features, more.field_features]))
 
 
 _WORKER_RANKER: FieldRanker | None = None

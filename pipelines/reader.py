@@ -23,7 +23,6 @@ from pipelines.charset import CLASSES, RUBBISH
 from pipelines.field_scorer import FieldScorer
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
-from pipelines.metrics import iou
 from pipelines.preparation import (
     Prepared,
     box_in_scan,
@@ -52,14 +51,11 @@ RETRY_BELOW = 0.2
 # RETRY_BELOW, 99.7% of the turned-over readings and 4% of the upright ones are read again
 # (at 2.5: also 99.7%, but 5.7% of the upright ones).
 RETRY_PENALTY = 3.0
-# A cheque scan read less confidently than this is read again with its fields looked for in a
-# pale pen's ink too (`preparation.faint_pen_view`); that reading is kept only when it lies on
-# another field (its characters' box overlapping the first reading's less than DIFFERENT_FIELD)
-# and is more confident. Heavy noise and blur over a grey pen had left the field out of the
-# ink, and the reader read the date or a blot. Taking the more confident reading of the same
-# field found again, re-cropped, gained and lost alike. See the README for the measurements.
+# A cheque scan read less confidently than this is read again with the fields that a look in
+# a pale pen's ink finds added to its own (`preparation.faint_pen_view`): heavy noise and blur
+# over a grey pen had left the amount out of the field search's ink, and the reader read the
+# date or a blot. See the README for the measurements.
 FAINT_PEN_BELOW = 0.6
-DIFFERENT_FIELD = 0.5
 GRAMMAR_VERSION = 2  # bump when the grammars' states or arcs change: old weights no longer fit
 
 
@@ -283,18 +279,20 @@ def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None
 
 
 def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.ndarray],
-               readings: Sequence[Reading], is_field: bool, grammars: Sequence[str],
-               reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
-               keep_images: bool = False) -> dict[int, tuple[Prepared, Reading]]:
-    """Read again the images read with little confidence (not those that failed): upside
-    down (`preparation.upside_down_view`) those under RETRY_BELOW or whose path costs over
-    RETRY_PENALTY a character; cheque scans under FAINT_PEN_BELOW with their fields looked for
-    in a pale pen's ink too (`preparation.faint_pen_view`). Return, by index, the view's
-    preparation and reading wherever one reads more confidently than the first reading and is
+               preps: Sequence[Prepared], readings: Sequence[Reading], is_field: bool,
+               grammars: Sequence[str], reject_below: float = DEFAULT_REJECT_BELOW,
+               alternatives: int = 0, keep_images: bool = False
+               ) -> dict[int, tuple[Prepared, Reading]]:
+    """Read again the images read with little confidence (not those that failed). A cheque
+    scan under FAINT_PEN_BELOW is read again with the fields a look in a pale pen's ink finds
+    added to its first preparation (`preparation.faint_pen_view`), and that reading replaces
+    the first: it chose among more fields. One under RETRY_BELOW, or whose path costs over
+    RETRY_PENALTY a character, is read upside down (`preparation.upside_down_view`), and that
+    reading is kept where it is more confident than the first (or the faint-pen one) and is
     not rejected (by `reject_below`: an upright scan is far likelier, so a rejected view says
-    no more than the first reading); a faint-pen view's reading only counts when it reads
-    another field than the first (`DIFFERENT_FIELD`). `sources[i]` is the encoded image, file
-    or greyscale array that gave `readings[i]`, read with grammar `grammars[i]`."""
+    no more). Return the preparation and reading kept, by index, where they changed.
+    `sources[i]` is the encoded image, file or greyscale array that gave `preps[i]` and
+    `readings[i]`, read with grammar `grammars[i]`."""
     views: list[tuple[int, Prepared, bool]] = []  # (reading, view, whether a faint-pen view)
     for i, r in enumerate(readings):
         turn = r.confidence < RETRY_BELOW or fits_badly(r)
@@ -306,31 +304,22 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
             gray = source if isinstance(source, np.ndarray) else load_source(source)
         except ValueError:  # it was read once: only a file changed meanwhile gets here
             continue
+        if faint and (view := faint_pen_view(gray, preps[i], reader.field_proposer,
+                                             keep_images)) is not None:
+            views.append((i, view, True))
         if turn and (view := upside_down_view(gray, is_field, reader.field_proposer,
                                               keep_images)) is not None:
             views.append((i, view, False))
-        if faint and (view := faint_pen_view(gray, reader.field_proposer, r.field_box,
-                                             keep_images)) is not None:
-            views.append((i, view, True))
     better: dict[int, tuple[Prepared, Reading]] = {}
     for grammar in sorted({grammars[i] for i, _, _ in views}):
         mine = [v for v in views if grammars[v[0]] == grammar]
+        # faint-pen views come first for each reading: an upside-down one then competes
         for (i, prep, faint), again in zip(mine, decode_batch(
                 reader, [p for _, p, _ in mine], grammar, reject_below, alternatives)):
             best = better[i][1] if i in better else readings[i]
-            if faint and not reads_another_field(again, readings[i]):
-                continue
-            if again.confidence > best.confidence and not again.rejected:
+            if faint or (again.confidence > best.confidence and not again.rejected):
                 better[i] = (prep, again)
     return better
-
-
-def reads_another_field(reading: Reading, first: Reading) -> bool:
-    """Whether a reading's characters lie elsewhere than the first reading's: their boxes
-    overlap less than DIFFERENT_FIELD (intersection over union)."""
-    if reading.field_box is None or first.field_box is None:
-        return True
-    return iou(reading.field_box, first.field_box) < DIFFERENT_FIELD
 
 
 def fits_badly(reading: Reading) -> bool:
@@ -347,7 +336,7 @@ def read_prepared(reader: ChequeReader, preps: Sequence[Prepared],
     """`decode_batch` of prepared images, then `read_again` of those read with little
     confidence: the preparation and reading kept for each (`sources[i]` gave `preps[i]`)."""
     readings = decode_batch(reader, preps, grammar, reject_below, alternatives)
-    again = read_again(reader, sources, readings, is_field, [grammar] * len(preps),
+    again = read_again(reader, sources, preps, readings, is_field, [grammar] * len(preps),
                        reject_below, alternatives, keep_images)
     return [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
 
