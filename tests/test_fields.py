@@ -262,6 +262,7 @@ def test_grainy_pages_are_smoothed_before_ink_is_found(seed, monkeypatch):
     clean = fields.ink_masks(fields.to_working(c.image))[0].mean()
     monkeypatch.setattr(fields, "GRAINY_PAGE", 255)
     monkeypatch.setattr(fields, "NOISY_PAGE", 255)
+    monkeypatch.setattr(fields, "TEXTURED_PAGE", 256)  # the raw max filter
     unsmoothed = fields.ink_masks(small)[0].mean()
     assert ink < 2 * clean < 0.2 < unsmoothed
 
@@ -314,9 +315,32 @@ def test_faint_pen_ink_finds_a_grey_pen_that_the_ink_mask_misses() -> None:
     assert faint[far].mean() < 0.002
 
 
+def test_a_mottled_page_takes_its_paper_level_from_a_closing(monkeypatch) -> None:
+    """Writing on a mottled (pictorial) background whose shade varies by ~8% over a few strokes'
+    widths: the max filter's paper level sits on the mottling's light peaks, and its dark spots
+    read as ink; the closing's follows the background between the strokes."""
+    import cv2
+
+    from pipelines import fields
+
+    rng = np.random.default_rng(5)
+    writing = np.zeros((340, 800), np.uint8)
+    cv2.putText(writing, "7682.50", (430, 160), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 255, 3)
+    stroke = writing > 0
+    mottle = cv2.GaussianBlur(rng.normal(0, 1, writing.shape).astype(np.float32), (0, 0), 6)
+    shade = np.clip(0.85 + 0.08 * mottle / mottle.std(), 0.5, 1.0)
+    gray = np.clip(np.where(stroke, 70.0, 225.0) * shade, 0, 255).astype(np.uint8)
+    far = cv2.dilate(writing, np.ones((9, 9), np.uint8)) == 0
+    ink = fields.ink_masks(gray)[0].astype(bool)
+    assert ink[stroke].mean() > 0.98 and ink[far].mean() < 0.002
+    monkeypatch.setattr(fields, "TEXTURED_PAGE", 256)
+    assert fields.ink_masks(gray)[0].astype(bool)[far].mean() > 0.02
+
+
 @needs_mnist
 def test_clean_pages_are_not_smoothed(cheques: list, monkeypatch) -> None:
-    """Clean pages (grain at most NOISY_PAGE) keep the raw max-filter paper level."""
+    """Clean pages (grain at most NOISY_PAGE, texture under TEXTURED_PAGE) keep the raw
+    max-filter paper level."""
     from pipelines import fields
 
     for c in cheques:
@@ -324,6 +348,7 @@ def test_clean_pages_are_not_smoothed(cheques: list, monkeypatch) -> None:
         ink = fields.ink_masks(small)
         monkeypatch.setattr(fields, "GRAINY_PAGE", 255)
         monkeypatch.setattr(fields, "NOISY_PAGE", 255)
+        monkeypatch.setattr(fields, "TEXTURED_PAGE", 256)
         assert all(np.array_equal(a, b) for a, b in zip(ink, fields.ink_masks(small)))
         monkeypatch.undo()
 
