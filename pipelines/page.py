@@ -110,7 +110,8 @@ def scaled(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray | Non
     scan's (None for a scale of 1: the page itself)."""
     if scale == 1.0:
         return gray, None
-    out = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    out = cv2.resize(gray, None, fx=scale, fy=scale,
+                     interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
     return out, np.array([[1 / scale, 0.0, 0.0], [0.0, 1 / scale, 0.0]])
 
 

@@ -127,6 +127,33 @@ def test_a_small_scan_is_read_enlarged():
     assert prepare(gray, field_scorer=reader.field_proposer).scale == 1.0
 
 
+def test_a_large_scan_is_read_reduced():
+    """A cheque scanned at about 600 dpi (twice the samples' size) is read reduced to the
+    training cheques' size, its field box in the large scan's own pixels; so is an amount-field
+    image three times the training fields' height."""
+    from pipelines.preparation import DOWNSCALE_TO, MAX_FIELD_HEIGHT, MAX_LONG_SIDE, prepare
+    from pipelines.reader import load_reader, read_cheque
+
+    reader = load_reader()
+    rec = LABELS[4]
+    gray = cv2.imread(str(SAMPLES / rec["file"]), cv2.IMREAD_GRAYSCALE)
+    large = cv2.resize(gray, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    assert max(large.shape) > MAX_LONG_SIDE
+    prep = prepare(large, field_scorer=reader.field_proposer)
+    assert abs(max(prep.image_shape) - DOWNSCALE_TO) <= 1 and prep.scan_shape == large.shape
+    reading = read_cheque(large, reader, grammar=rec["grammar"])
+    assert reading.amount == rec["amount"]
+    x, y, w, h = read_cheque(gray, reader, grammar=rec["grammar"]).field_box
+    bx, by, bw, bh = reading.field_box
+    assert abs(bx - 2 * x) < 16 and abs(by - 2 * y) < 16
+    assert abs(bw - 2 * w) < 20 and abs(bh - 2 * h) < 20
+    field = cv2.resize(gray[y - 10 : y + h + 10, x - 10 : x + w + 10], None, fx=3, fy=3,
+                       interpolation=cv2.INTER_CUBIC)
+    assert field.shape[0] > MAX_FIELD_HEIGHT
+    assert prepare(field, is_field=True).scale < 1
+    assert read_cheque(field, reader, grammar=rec["grammar"], is_field=True).amount == rec["amount"]
+
+
 def test_a_small_field_image_is_read_enlarged():
     """An amount-field image under MIN_FIELD_HEIGHT pixels tall is read enlarged; its field
     box is the whole small image."""
