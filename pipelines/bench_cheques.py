@@ -46,15 +46,18 @@ class Case:
 
 
 def synthetic_cases(n: int, seed: int, is_field: bool, fmt: str = "us",
-                    rough: float = 0.0) -> list[Case]:
-    """`n` test-split cheques (10% bitonal); a fraction `rough` of the others as rough scans
+                    rough: float = 0.0, mottled: float = 0.0) -> list[Case]:
+    """`n` test-split cheques (10% bitonal); a fraction `mottled` of the others on a mottled
+    background (`scan_effects.mottled`) and a fraction `rough` as rough scans
     (`scan_effects.rough_scan`), the rest the same as without."""
-    from pipelines.cheques import generate_cheques, is_bitonal, roughened
+    from pipelines.cheques import generate_cheques, is_bitonal, on_mottled_paper, roughened
 
     cases = []
     for i, s in enumerate(generate_cheques(n, seed, "test", fmt=fmt, fields_only=is_field,
                                            bitonal=BITONAL)):
-        image = roughened(s.image, rough, seed, i, is_bitonal(BITONAL, seed, i))
+        bitonal = is_bitonal(BITONAL, seed, i)
+        image = roughened(on_mottled_paper(s.image, mottled, seed, i, bitonal), rough, seed, i,
+                          bitonal)
         ok, png = cv2.imencode(".png", image)
         cases.append(Case(png.tobytes(), s.text, s.amount, s.grammar, tuple(s.field_box),
                           [tuple(c.box) for c in s.chars]))
@@ -163,6 +166,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rough-fraction", type=float, default=0.0,
                    help="read this fraction of the generated (non-bitonal) cheques as rough "
                         "scans: heavy pen, faint ink, blur, noise, dust, shading, coarse JPEG")
+    p.add_argument("--mottled-fraction", type=float, default=0.0,
+                   help="print this fraction of the generated (non-bitonal) cheques over a "
+                        "mottled, picture-like background")
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")
@@ -184,14 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         print(f"benchmark cheques: {problem}", file=sys.stderr)
         return 2
-    if not 0 <= args.rough_fraction <= 1:
-        print(f"benchmark cheques: --rough-fraction must be between 0 and 1, got "
-              f"{args.rough_fraction}", file=sys.stderr)
-        return 2
+    for name, value in (("--rough-fraction", args.rough_fraction),
+                        ("--mottled-fraction", args.mottled_fraction)):
+        if not 0 <= value <= 1:
+            print(f"benchmark cheques: {name} must be between 0 and 1, got {value}",
+                  file=sys.stderr)
+            return 2
     try:
         cases = (folder_cases(args.data, args.n) if args.data
                  else synthetic_cases(args.n, args.seed, args.field, args.format,
-                                      args.rough_fraction))
+                                      args.rough_fraction, args.mottled_fraction))
         readings, seconds = run_reader(cases, args.weights, args.field, args.grammar,
                                        args.threads, args.workers)
     except ValueError as err:

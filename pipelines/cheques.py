@@ -27,7 +27,7 @@ from pipelines.amounts import normalize_amount
 from pipelines.cheque_compose import compose_cheque
 from pipelines.images import load_gray
 from pipelines.mnist import SPLITS, Mnist, load_mnist
-from pipelines.scan_effects import rough_scan
+from pipelines.scan_effects import mottled, rough_scan
 
 FORMATS = ("us", "eu", "mixed")
 Box = tuple[int, int, int, int]
@@ -153,6 +153,17 @@ def roughened(image: np.ndarray, rough: float, seed: int, index: int,
     if bitonal or not is_rough(rough, seed, index):
         return image
     return rough_scan(image, rough_rng(seed, index))
+
+
+def on_mottled_paper(image: np.ndarray, mottled_fraction: float, seed: int, index: int,
+                     bitonal: bool) -> np.ndarray:
+    """Cheque `index`'s image on a mottled background (`scan_effects.mottled`) when it is drawn,
+    a fraction `mottled_fraction` of the cheques, and not bitonal (a black-and-white scan
+    drops the background), else as it is. The draw and the background have random streams of
+    their own, so the other cheques of a data set are the same with or without."""
+    if bitonal or not _drawn(mottled_fraction, seed, index, 4):
+        return image
+    return mottled(image, np.random.default_rng([int(seed), int(index), 5]))
 
 
 def _drawn(frac: float, seed: int, index: int, stream: int) -> bool:

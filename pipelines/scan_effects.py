@@ -146,3 +146,18 @@ def _specks_and_shade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dust = rng.random((h, w)) < rng.uniform(0.001, 0.01)
     out[dust] = np.where(rng.random(int(dust.sum())) < 0.5, 0, 255)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def mottled(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The cheque printed over a pictorial or mottled background: the page's shade (print and
+    writing with it) varies in blobs a few strokes wide (sigma 6-14 px) by 5-10% (one standard
+    deviation), over a broad darkening of up to 30% (sigma 30 px). Greyscale uint8 in and out,
+    the same size."""
+    h, w = img.shape
+    broad = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 30)
+    broad = (broad - broad.min()) / max(float(np.ptp(broad)), 1e-6)
+    blobs = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0),
+                             rng.uniform(6, 14))
+    blobs /= max(float(blobs.std()), 1e-6)
+    shade = 1 - rng.uniform(0, 0.3) * (1 - broad) + rng.uniform(0.05, 0.1) * blobs
+    return np.clip(img * np.clip(shade, 0.4, 1.0), 0, 255).astype(np.uint8)

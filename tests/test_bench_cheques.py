@@ -20,10 +20,29 @@ def test_rough_cases_change_only_the_drawn_colour_scans():
     assert any(changed) and not all(changed)
 
 
-def test_a_rough_fraction_outside_0_1_is_refused(capsys):
-    assert main(["--n", "2", "--rough-fraction", "1.5"]) == 2
+@needs_mnist
+def test_mottled_cases_change_only_the_colour_scans_drawn_and_darken_none():
+    """A mottled background shades a drawn scan (never lighter than it was); bitonal scans and
+    the undrawn ones are the same bytes as without."""
+    import cv2
+    import numpy as np
+
+    plain = synthetic_cases(10, 7, False)
+    mottled = synthetic_cases(10, 7, False, mottled=0.5)
+    changed = [p.png != m.png for p, m in zip(plain, mottled)]
+    assert any(changed) and not all(changed)
+    assert not any(c and is_bitonal(BITONAL, 7, i) for i, c in enumerate(changed))
+    for p, m, c in zip(plain, mottled, changed):
+        if c:
+            before, after = (cv2.imdecode(np.frombuffer(x.png, np.uint8), 0) for x in (p, m))
+            assert (after <= before).all() and (before.astype(int) - after).mean() > 5
+
+
+@pytest.mark.parametrize("option", ["--rough-fraction", "--mottled-fraction"])
+def test_a_fraction_outside_0_1_is_refused(option, capsys):
+    assert main(["--n", "2", option, "1.5"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--rough-fraction" in err and "\n" not in err
+    assert option in err and "\n" not in err
 
 
 @needs_mnist
