@@ -346,7 +346,7 @@ def read_cheque(image: np.ndarray | str | Path | Page, reader: ChequeReader | No
                 reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
     """Read the amount of one cheque scan (a path, `images.Page(path, k)` for page k (from 0)
     of a multi-page file, or an (H, W[, 3]) array); a scan read with little confidence is read
-    again upside down (`read_again`)."""
+    again with the fields a search in a pale pen's ink adds, or upside down (`read_again`)."""
     from pipelines.images import Page, as_gray, load_gray
 
     gray = load_gray(image) if isinstance(image, (str, Path, Page)) else as_gray(image)
