@@ -304,12 +304,8 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
             gray = source if isinstance(source, np.ndarray) else load_source(source)
         except ValueError:  # it was read once: only a file changed meanwhile gets here
             continue
-        if faint and (view := faint_pen_view(gray, preps[i], reader.field_proposer,
-                                             keep_images)) is not None:
-            views.append((i, view, True))
-        if turn and (view := upside_down_view(gray, is_field, reader.field_proposer,
-                                              keep_images)) is not None:
-            views.append((i, view, False))
+        views += [(i, view, is_faint) for view, is_faint in second_looks(
+            reader, gray, preps[i], is_field, faint, turn, keep_images)]
     better: dict[int, tuple[Prepared, Reading]] = {}
     for grammar in sorted({grammars[i] for i, _, _ in views}):
         mine = [v for v in views if grammars[v[0]] == grammar]
@@ -320,6 +316,26 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
             if faint or (again.confidence > best.confidence and not again.rejected):
                 better[i] = (prep, again)
     return better
+
+
+def second_looks(reader: ChequeReader, gray: np.ndarray, first: Prepared, is_field: bool,
+                 faint: bool, turn: bool, keep_images: bool) -> list[tuple[Prepared, bool]]:
+    """The views `read_again` reads of an image: with `faint`, its first preparation with the
+    fields of a search in a pale pen's ink; with `turn`, the image upside down. (view, whether
+    the faint-pen one) each. A look that fails unexpectedly (a bug) is left out: a second look
+    is optional, and the first reading stands."""
+    out = []
+    for is_faint, wanted in ((True, faint), (False, turn)):
+        if not wanted:
+            continue
+        try:
+            view = (faint_pen_view(gray, first, reader.field_proposer, keep_images) if is_faint
+                    else upside_down_view(gray, is_field, reader.field_proposer, keep_images))
+        except Exception:
+            view = None
+        if view is not None:
+            out.append((view, is_faint))
+    return out
 
 
 def fits_badly(reading: Reading) -> bool:

@@ -396,6 +396,22 @@ def test_the_faint_pen_view_adds_other_fields_to_the_first_look(reader):
     assert faint_pen_view(scan, view, reader.field_proposer) is None
 
 
+def test_a_second_look_that_fails_leaves_the_first_reading(reader, monkeypatch):
+    """An unexpected error in a second look (a bug) does not stop the batch: that look is left
+    out and the first reading stands."""
+    import pipelines.reader as reader_module
+    from pipelines.reader import Reading, read_again
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in a second look")
+
+    monkeypatch.setattr(reader_module, "faint_pen_view", broken)
+    monkeypatch.setattr(reader_module, "upside_down_view", broken)
+    gray = np.full((60, 200), 240, np.uint8)
+    doubt = Reading("12", "12", 0.0, True, (0, 0, 1, 1))
+    assert read_again(reader, [gray], [None], [doubt], False, ["us"]) == {}
+
+
 def test_confident_readings_whose_characters_fit_badly_are_read_again(reader, monkeypatch):
     """A confident reading whose path costs over RETRY_PENALTY a character is read again; an
     unsure one costing less too, a sure one costing less is not."""
