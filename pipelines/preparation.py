@@ -144,7 +144,36 @@ def search_fields(image: np.ndarray, is_field: bool = False, max_fields: int = 3
                 page = analyse_page(to_working(turned[t]), faint_pen=True)
             found = [replace(c, turns=t) for c in propose_fields(turned[t], page=page)]
             candidates += best_fields(found, ranker, max_fields, field_beam)
+    if len(orientations) == 3 and image.shape[0] < BANDED_PAGE_ASPECT * image.shape[1]:
+        # a page (not a cheque on its side): also a cheque in its top, middle or bottom third
+        candidates += [field for top, band in page_bands(image)
+                       for field in best_fields(band_fields(band, top, faint_pen), ranker,
+                                                max_fields, field_beam)]
     return FieldSearch(view, turned, candidates, scan_shape)
+
+
+# A portrait page may be a business cheque with its voucher: a letter page whose top, middle or
+# bottom third is the cheque, the rest printed remittance text. Its field search then also
+# looks at each third on its own, as a landscape page; not a cheque on its side, whose height
+# is over BANDED_PAGE_ASPECT times its width (a cheque's is ~2.3 times, a letter or A4 page's
+# 1.3-1.4).
+PAGE_BANDS = 3
+BANDED_PAGE_ASPECT = 1.8
+
+
+def page_bands(image: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """The PAGE_BANDS horizontal bands of a portrait page, each with the row it starts at."""
+    h = image.shape[0]
+    edges = [round(k * h / PAGE_BANDS) for k in range(PAGE_BANDS + 1)]
+    return [(a, image[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def band_fields(band: np.ndarray, top: int, faint_pen: bool) -> list[FieldCandidate]:
+    """The candidate fields of a band of a page (`page_bands`), searched as a page of its own,
+    with boxes in the whole page's pixels."""
+    page = analyse_page(to_working(band), faint_pen=True) if faint_pen else None
+    return [replace(c, box=(c.box[0], c.box[1] + top, c.box[2], c.box[3]))
+            for c in propose_fields(band, page=page)]
 
 
 def prepare_found(search: FieldSearch) -> Prepared:

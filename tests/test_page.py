@@ -154,6 +154,33 @@ def test_a_large_scan_is_read_reduced():
     assert read_cheque(field, reader, grammar=rec["grammar"], is_field=True).amount == rec["amount"]
 
 
+@pytest.mark.parametrize("where", ["top", "bottom"])
+def test_a_cheque_with_its_voucher_is_read(where, monkeypatch):
+    """A business cheque on a letter page whose other two thirds are printed remittance text:
+    the field search also looks at each third of the page as a page of its own. Searched as one
+    portrait page (and turned), the cheque's amount lost to the text lines."""
+    import pipelines.preparation as preparation
+    from pipelines.reader import load_reader, read_cheque
+
+    reader = load_reader()
+    rec = LABELS[8]
+    cheque = cv2.imread(str(SAMPLES / rec["file"]), cv2.IMREAD_GRAYSCALE)
+    h, w = cheque.shape
+    page = np.full((int(w * 11 / 8.5), w), 245, np.uint8)
+    top = 0 if where == "top" else page.shape[0] - h
+    page[top : top + h] = cheque
+    for y in range(40, page.shape[0] - 30, 55):
+        if not top - 20 < y < top + h + 40:
+            cv2.putText(page, f"INVOICE 10{y}  NET 30  REMITTANCE ADVICE {7 * y}.00", (60, y),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.9, 40, 2)
+    reading = read_cheque(page, reader, grammar=rec["grammar"])
+    assert reading.amount == rec["amount"]
+    x, y, bw, bh = reading.field_box
+    assert top < y and y + bh < top + h
+    monkeypatch.setattr(preparation, "BANDED_PAGE_ASPECT", 0.0)
+    assert read_cheque(page, reader, grammar=rec["grammar"]).amount != rec["amount"]
+
+
 def test_a_small_field_image_is_read_enlarged():
     """An amount-field image under MIN_FIELD_HEIGHT pixels tall is read enlarged; its field
     box is the whole small image."""
