@@ -139,10 +139,8 @@ def search_fields(image: np.ndarray, is_field: bool = False, max_fields: int = 3
         if is_field:
             candidates.append(replace(whole_image_field(turned[t]), turns=t))
         else:
-            page = view.page if t == 0 and not faint_pen else None
-            if faint_pen:
-                page = analyse_page(to_working(turned[t]), faint_pen=True)
-            found = [replace(c, turns=t) for c in propose_fields(turned[t], page=page)]
+            found = [replace(c, turns=t) for c in
+                     page_fields(turned[t], faint_pen, view.page if t == 0 else None)]
             candidates += best_fields(found, ranker, max_fields, field_beam)
     if len(orientations) == 3 and image.shape[0] < BANDED_PAGE_ASPECT * image.shape[1]:
         # a page (not a cheque on its side): also a cheque in its top, middle or bottom third
@@ -171,9 +169,17 @@ def page_bands(image: np.ndarray) -> list[tuple[int, np.ndarray]]:
 def band_fields(band: np.ndarray, top: int, faint_pen: bool) -> list[FieldCandidate]:
     """The candidate fields of a band of a page (`page_bands`), searched as a page of its own,
     with boxes in the whole page's pixels."""
-    page = analyse_page(to_working(band), faint_pen=True) if faint_pen else None
     return [replace(c, box=(c.box[0], c.box[1] + top, c.box[2], c.box[3]))
-            for c in propose_fields(band, page=page)]
+            for c in page_fields(band, faint_pen)]
+
+
+def page_fields(image: np.ndarray, faint_pen: bool, page: PageInk | None = None
+                ) -> list[FieldCandidate]:
+    """`propose_fields` of an image (with its `analyse_page` when known); with `faint_pen`,
+    in the ink of a pale pen (`fields.faint_pen_ink`) instead."""
+    if faint_pen:
+        page = analyse_page(to_working(image), faint_pen=True)
+    return propose_fields(image, page=page)
 
 
 def prepare_found(search: FieldSearch) -> Prepared:
