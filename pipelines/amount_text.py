@@ -9,10 +9,13 @@ form follows a grammar (`us`: `1,234.56`; `eu`: `1.234,56`) and a style:
 | `whole`    | `1234`            | `1234`           | 0             |
 | `dash`     | `1234.-`          | `1234,-`         | 0             |
 | `fraction` | `1234 56/100`     | `1234 56/100`    | any           |
+| `raised`   | `1234⁵⁶` `12⁰⁰`   | `1234⁵⁶`         | any           |
 
 plus thousands grouping (`1,234` / `1.234`), guard stars (`*1,234.56*`) and a handwritten
 dollar sign (`$12.00`, `$ 12.00`). Every text written here parses back with
-`pipelines.amounts.normalize_amount(text, grammar)`.
+`pipelines.amounts.normalize_amount(text, grammar)`. The `raised` style (cents written small
+and raised, as many US cheques have them) is not among the random styles: a data set asks for
+it (`sample_amount_text(..., raised_cents=True)`), so that the others stay as they were.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.amounts import normalize_amount
+from pipelines.charset import RAISED_DIGITS
 
 STYLES = ("decimal", "whole", "dash", "fraction")
+RAISED_STYLE = "raised"
 WRITING_GRAMMARS = ("us", "eu")
 MAX_CENTS = 9_999_999
 
@@ -61,8 +66,8 @@ def format_amount(
     """The written form of `cents` (1..9,999,999); ValueError for impossible combinations."""
     if grammar not in WRITING_GRAMMARS:
         raise ValueError(f"unknown grammar {grammar!r}; expected one of {WRITING_GRAMMARS}")
-    if style not in STYLES:
-        raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
+    if style not in (*STYLES, RAISED_STYLE):
+        raise ValueError(f"unknown style {style!r}; expected one of {(*STYLES, RAISED_STYLE)}")
     if not 1 <= cents <= MAX_CENTS:
         raise ValueError(f"amount {cents} cents is outside 1..{MAX_CENTS}")
     if lead_stars < 0 or trail_stars < 0:
@@ -78,6 +83,8 @@ def format_amount(
         body += f"{decimal}-"
     elif style == "fraction":
         body += f" {cc:02d}/100"
+    elif style == RAISED_STYLE:
+        body += "".join(RAISED_DIGITS[int(d)] for d in f"{cc:02d}")
     text = "*" * lead_stars + body + "*" * trail_stars
     if dollar:
         text = "$" + (" " if dollar_space else "") + text
@@ -107,11 +114,14 @@ def sample_cents(rng: np.random.Generator) -> int:
 
 
 def sample_amount_text(
-    rng: np.random.Generator, grammar: str = "us", allow_dollar: bool = True
+    rng: np.random.Generator, grammar: str = "us", allow_dollar: bool = True,
+    raised_cents: bool = False,
 ) -> AmountText:
     """A random amount written in a random style of `grammar` ('us' or 'eu').
 
     `allow_dollar`: whether a handwritten `$` may be written (False when one is printed).
+    `raised_cents`: write the cents small and raised (`12⁵⁰`, `12⁰⁰`) whatever the style
+    drawn; every other choice is drawn as without it.
     """
     cents = sample_cents(rng)
     if cents % 100:
@@ -124,6 +134,8 @@ def sample_amount_text(
         lead = int(rng.choice([1, 1, 2, 3]))
         trail = lead if rng.random() < 0.7 else int(rng.integers(0, 2))
     dollar = allow_dollar and rng.random() < 0.3
+    if raised_cents:
+        style = RAISED_STYLE
     text = format_amount(cents, grammar, style, group, lead, trail, dollar,
                          dollar_space=dollar and rng.random() < 0.4)
     return AmountText(text, normalize_amount(text, grammar), grammar, cents)

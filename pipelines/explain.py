@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipelines.charset import RAISED_DIGITS, TO_PLAIN_DIGITS
 from pipelines.fields import turn_box
 from pipelines.preparation import Prepared
 from pipelines.reader import Reading
@@ -40,11 +41,17 @@ def _field_panel(gray: np.ndarray, prep: Prepared, reading: Reading, k: int) -> 
         p0 = (int((x - fx) * zoom), int((y - fy) * zoom))
         p1 = (int((x - fx + w) * zoom), int((y - fy + h) * zoom))
         cv2.rectangle(panel, p0, p1, (40, 170, 40), 2)
-        label = s.char if s.char != "<rubbish>" else "?"
+        label = drawable(s.char) if s.char != "<rubbish>" else "?"
         pen = "" if np.isnan(s.penalty) else f"{s.penalty:.1f}"
         cv2.putText(panel, label, (p0[0], crop.shape[0] + 16), _FONT, 0.55, (0, 120, 0), 1)
         cv2.putText(panel, pen, (p0[0], crop.shape[0] + 34), _FONT, 0.4, (90, 90, 90), 1)
     return panel
+
+
+def drawable(text: str) -> str:
+    """`text` in the characters OpenCV's fonts draw: a raised digit '⁵' as '^5'."""
+    return "".join("^" + c.translate(TO_PLAIN_DIGITS) if c in RAISED_DIGITS else c
+                   for c in text)
 
 
 def _page_panel(gray: np.ndarray, prep: Prepared, k: int, width: int) -> np.ndarray:
@@ -67,7 +74,7 @@ def _text_panel(reading: Reading, width: int) -> np.ndarray:
               for i, (a, s) in enumerate(reading.alternatives)]
     panel = np.full((24 * len(lines) + 10, width, 3), 255, np.uint8)
     for i, line in enumerate(lines):
-        cv2.putText(panel, line, (8, 22 + 24 * i), _FONT, 0.55, (0, 0, 0), 1)
+        cv2.putText(panel, drawable(line), (8, 22 + 24 * i), _FONT, 0.55, (0, 0, 0), 1)
     return panel
 
 

@@ -9,9 +9,14 @@ Three grammars, all deterministic on their input so that no two paths read the s
 into the same amount (the forward score then counts each reading once; the one exception is
 rubbish after a complete amount, which the mid-amount and the trailing skips both read):
 - `us`: [`$`] [`*`...] dollars (plain digits, or `,`-grouped thousands) then nothing, `.dd`,
-  `.-`, or ` dd/100`; then [`*`...].
+  `.-`, ` dd/100`, or two raised digits (`125⁰⁰`, `125.⁰⁰`); then [`*`...].
 - `eu`: the same with `.` grouping thousands and `,` opening the cents (`1.234,56`, `1234,-`).
-- `digits`: the digits in order, every other symbol read and dropped.
+- `digits`: the digits in order (raised ones too), every other symbol read and dropped.
+Raised digits are labels of the interpretation graph, not recognizer classes
+(`pipelines.charset.RAISED`): the recognition transformer gives a candidate digit that sits
+high and small a raised alternative. Their arcs come after all the others (states after all
+the others too), so that the weights of a reader made before them are a prefix of its own
+(`AmountGrammar.load_older`).
 Every state can also read the rubbish class and write nothing, at a learnable cost, so that a
 speck of noise does not make a field unreadable; before the first and after the last character
 this costs less (printed `$` signs, box corners and stray marks sit at the field's ends).
@@ -26,7 +31,7 @@ from torch import nn
 
 import gtn
 from pipelines.amounts import GRAMMARS
-from pipelines.charset import CLASS_INDEX, DIGITS, RUBBISH
+from pipelines.charset import CLASS_INDEX, DIGITS, RAISED, RUBBISH
 
 OUTPUT_SYMBOLS: tuple[str, ...] = tuple(DIGITS) + tuple("." + d for d in DIGITS)
 CENTS_OPEN = 10  # output label of ".0"; ".d" is CENTS_OPEN + d
@@ -106,6 +111,11 @@ def _amount_grammar(thousands: str, decimal: str) -> _Builder:
     return b
 
 
+# Where raised cents may follow, in the builder's state names: after the dollars (`125⁰⁰`) or
+# after the decimal separator (`125.⁰⁰`).
+RAISED_FROM = ("n1", "n2", "n3", "n4", "k3", "point")
+
+
 def _digits_grammar() -> _Builder:
     b = _Builder()
     b.state("start")
@@ -125,6 +135,29 @@ def build_grammar(name: str) -> _Builder:
     if name == "digits":
         return _digits_grammar()
     raise ValueError(f"unknown grammar {name!r}; expected one of {', '.join(GRAMMARS)}")
+
+
+def raised_arcs(b: _Builder, name: str, first_new: int, lead: int, trail: int
+                ) -> tuple[list[tuple[int, int, int, int]], list[float], list[int]]:
+    """The raised-digit arcs of grammar `name` built by `b`, whose extra states are numbered
+    from `first_new` (`lead` and `trail` are its junk states): arcs (src, dst, input, output),
+    their initial weights, and which new states accept."""
+    def raised(src: int, dst: int, cents_open: bool) -> list[tuple[int, int, int, int]]:
+        return [(src, dst, RAISED + d, (CENTS_OPEN if cents_open else 0) + d) for d in range(10)]
+
+    if name == "digits":
+        arcs = [a for s in (0, lead, b.state("digits")) for a in raised(s, b.state("digits"),
+                                                                          False)]
+        return arcs, [0.0] * len(arcs), []
+    cents1, cents2 = first_new, first_new + 1
+    arcs = [a for s in RAISED_FROM for a in raised(b.state(s), cents1, True)]
+    arcs += raised(cents1, cents2, False)
+    arcs += [(cents2, b.state("trail"), CLASS_INDEX["*"], gtn.EPSILON)]
+    init = [0.0] * len(arcs)
+    arcs += [(cents1, cents1, RUBBISH, gtn.EPSILON), (cents2, cents2, RUBBISH, gtn.EPSILON),
+             (cents2, trail, RUBBISH, gtn.EPSILON)]
+    init += [RUBBISH_SKIP_SCORE, RUBBISH_SKIP_SCORE, EDGE_SKIP_SCORE]
+    return arcs, init, [cents2]
 
 
 class AmountGrammar(nn.Module):
@@ -148,24 +181,39 @@ class AmountGrammar(nn.Module):
         arcs += [(s, trail, RUBBISH, gtn.EPSILON) for s in sorted(b.accept)]
         arcs += [(trail, trail, RUBBISH, gtn.EPSILON)]
         edge_from = skip_from + len(b.states) - 1
+        older = torch.tensor(arcs, dtype=torch.long)
+        init = torch.zeros(len(arcs))
+        init[skip_from:edge_from] = RUBBISH_SKIP_SCORE
+        is_edge_skip = (older[:, 2] == RUBBISH) & (torch.arange(len(arcs)) >= edge_from)
+        init[is_edge_skip] = EDGE_SKIP_SCORE
+        self.num_older_arcs = len(arcs)
+        new_arcs, new_init, new_accept = raised_arcs(b, name, trail + 1, lead, trail)
+        arcs += new_arcs
+        init = torch.cat([init, torch.tensor(new_init)])
         table = torch.tensor(arcs, dtype=torch.long)
         self.register_buffer("src", table[:, 0])
         self.register_buffer("dst", table[:, 1])
         self.register_buffer("ilabel", table[:, 2])
         self.register_buffer("olabel", table[:, 3])
-        num_states = len(b.states) + 2
+        num_states = max(trail + 1, int(table[:, :2].max()) + 1)
         start = torch.zeros(num_states, dtype=torch.bool)
         start[0] = True
         accept = torch.zeros(num_states, dtype=torch.bool)
-        accept[sorted(b.accept) + [trail]] = True
+        accept[sorted(b.accept) + [trail] + new_accept] = True
         self.register_buffer("start", start)
         self.register_buffer("accept", accept)
-        init = torch.zeros(len(arcs))
-        init[skip_from:edge_from] = RUBBISH_SKIP_SCORE
-        is_edge_skip = (table[:, 2] == RUBBISH) & (torch.arange(len(arcs)) >= edge_from)
-        init[is_edge_skip] = EDGE_SKIP_SCORE
         self.weight = nn.Parameter(init)
         self.num_states = num_states
+
+    def load_older(self, weight: torch.Tensor) -> None:
+        """Take the arc weights of a grammar made before raised cents (GRAMMAR_VERSION 2):
+        the same arcs, in the same order, before the raised-digit ones, which keep their
+        initial weights."""
+        if weight.shape != (self.num_older_arcs,):
+            raise ValueError(f"{self.name} grammar weights of shape {tuple(weight.shape)}, "
+                             f"expected ({self.num_older_arcs},)")
+        with torch.no_grad():
+            self.weight[: self.num_older_arcs] = weight
 
     def graph(self) -> gtn.Graph:
         """The grammar as a gtn transducer whose weights are this module's parameter."""

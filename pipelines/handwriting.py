@@ -4,7 +4,9 @@ Every glyph lives in MNIST's 28-px frame (ink rows CELL_TOP=4 .. CELL_BASELINE=2
 `height / 20` maps every glyph's rows 4..24 onto the line's top..baseline: digits and symbols
 share one baseline. Each glyph is scaled, sheared (slant), thickened or thinned, jittered
 vertically and placed with a spacing that is sometimes zero or negative, so that neighbours touch
-or overlap and segmentation needs cuts, not only connected components.
+or overlap and segmentation needs cuts, not only connected components. A raised digit
+(`⁰`..`⁹`, cents written small and raised: "125⁰⁰") is its digit at about 0.4-0.6 of the
+line's size, the top of its ink level with the line's top or a little above.
 
 The result is an ink image (uint8, 255 = ink) with the tight box of each character's own ink.
 """
@@ -16,10 +18,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipelines.charset import DIGITS, RAISED_DIGITS, TO_PLAIN_DIGITS
 from pipelines.glyphs import CELL_BASELINE, CELL_HEIGHT, CELL_TOP, render_symbol
 from pipelines.mnist import Mnist
 
 INK_THRESHOLD = 48  # ink image values above this count as ink for boxes
+MNIST_STROKE = 2.5  # px: an MNIST digit's stroke width in its 28-px cell
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 
@@ -100,17 +104,20 @@ def _pen(img: np.ndarray, thickness: int) -> np.ndarray:
 
 
 def _glyph(char: str, digits: Mnist, rng: np.random.Generator, style: HandStyle,
-           used: list[int]) -> np.ndarray:
-    if char.isdigit():
+           used: list[int], size: float = 1.0) -> np.ndarray:
+    if char in DIGITS:
         pool = digit_pools(digits)[int(char)]
         idx = int(pool[rng.integers(len(pool))])
         used.append(idx)
         cell = digits.images[idx]
     else:
         cell = render_symbol(char, rng, pen=style.pen)
-    scale = style.height / (CELL_BASELINE - CELL_TOP) * float(rng.uniform(0.92, 1.08))
+    scale = size * style.height / (CELL_BASELINE - CELL_TOP) * float(rng.uniform(0.92, 1.08))
     slant = style.slant + float(rng.normal(0, 0.05))
     img, _ = _warp(cell, scale, slant)
+    if size < 1.0:  # drawn smaller with the same pen: put back the stroke width the scale took
+        grow = int(np.clip(round(1 + (1.0 - size) * MNIST_STROKE * scale / size), 2, 5))
+        img = cv2.dilate(img, _KERNELS[grow])
     img = _pen(img, style.thickness)
     # Re-express rows so that the baseline is row round(CELL_BASELINE * height / 20).
     return img
@@ -120,7 +127,10 @@ def _gap(prev: str, char: str, rng: np.random.Generator, style: HandStyle) -> in
     h = style.height
     if char == " " or prev == " ":
         return 0
-    if prev.isdigit() and char.isdigit():
+    if char in RAISED_DIGITS:  # raised cents stand a little apart from the dollars, and close
+        return int(round(h * (rng.uniform(-0.02, 0.1) if prev in RAISED_DIGITS  # together
+                              else rng.uniform(0.03, 0.2))))
+    if prev in DIGITS and char in DIGITS:
         if rng.random() < style.touch_prob:
             return int(rng.integers(-max(3, int(h * 0.16)), 1))  # touch or overlap a few px
         return int(round(h * max(0.02, rng.normal(style.gap, 0.06))))
@@ -149,7 +159,9 @@ def render_line(text: str, digits: Mnist, rng: np.random.Generator,
             x += int(round(style.height * rng.uniform(0.3, 0.7)))
             prev = " "
             continue
-        g = _glyph(char, digits, rng, style, used)
+        raised = char in RAISED_DIGITS
+        size = float(rng.uniform(0.4, 0.6)) if raised else 1.0
+        g = _glyph(char.translate(TO_PLAIN_DIGITS), digits, rng, style, used, size)
         cols = np.flatnonzero(g.max(0) > INK_THRESHOLD)
         if len(cols) == 0:  # nothing visible: keep a narrow blank
             cols = np.array([0, max(1, g.shape[1] // 4)])
@@ -157,8 +169,11 @@ def render_line(text: str, digits: Mnist, rng: np.random.Generator,
         x += _gap(prev, char, rng, style) if placed else 0
         x = max(x, 2)
         g_scale = g.shape[0] / CELL_HEIGHT
-        y = baseline - int(round(CELL_BASELINE * g_scale)) + \
-            int(round(rng.normal(0, style.jitter * style.height)))
+        y = baseline - int(round(CELL_BASELINE * g_scale))
+        if raised:  # the top of its ink level with the line's top, give or take
+            ink_top = int(np.flatnonzero(g.max(1) > INK_THRESHOLD)[:1].sum())
+            y = int(round(baseline - style.height * (1.0 + rng.uniform(-0.05, 0.15)))) - ink_top
+        y += int(round(rng.normal(0, style.jitter * style.height)))
         y = min(max(y, 0), canvas_h - g.shape[0])
         placed.append((char, g, x, y))
         x += g.shape[1]

@@ -8,7 +8,7 @@ without loading it (about 2 s sooner), and hands numpy arrays to the learnable p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,6 +61,10 @@ class HasRanker(Protocol):
 FieldChooser = FieldRanker | HasRanker
 
 
+def no_inputs() -> np.ndarray:
+    return np.zeros((0, 1, 32, 32), np.float32)
+
+
 @dataclass
 class Prepared:
     """The fixed (non-learnable) front of the pipeline for one image: candidate fields, their
@@ -79,10 +83,17 @@ class Prepared:
     scan_shape: tuple[int, int] = (0, 0)
     scale: float = 1.0
     crop: tuple[int, int, int, int] | None = None  # the part of the scan read (x, y, w, h)
+    # The candidate characters that may be raised digits (`Segmentation.raised`),
+    # normalised on their own (paper mode), as a raised digit is read: (sum of them, 1, 32, 32).
+    raised_inputs: np.ndarray = field(default_factory=no_inputs)
 
     @property
     def arc_counts(self) -> list[int]:
         return [s.num_arcs for s in self.segmentations]
+
+    @property
+    def raised_counts(self) -> list[int]:
+        return [int(s.raised.sum()) for s in self.segmentations]
 
 
 def as_ranker(field_scorer: FieldChooser | None) -> FieldRanker | None:
@@ -144,8 +155,8 @@ def search_fields(image: np.ndarray, is_field: bool = False, max_fields: int = 3
             candidates += best_fields(found, ranker, max_fields, field_beam)
     if len(orientations) == 3 and image.shape[0] < BANDED_PAGE_ASPECT * image.shape[1]:
         # a page (not a cheque on its side): also a cheque in its top, middle or bottom third
-        candidates += [field for top, band in page_bands(image)
-                       for field in best_fields(band_fields(band, top, faint_pen), ranker,
+        candidates += [cand for top, band in page_bands(image)
+                       for cand in best_fields(band_fields(band, top, faint_pen), ranker,
                                                 max_fields, field_beam)]
     return FieldSearch(view, turned, candidates, scan_shape)
 
@@ -196,17 +207,19 @@ def prepare_found(search: FieldSearch) -> Prepared:
         segs.append(seg)
     if not segs:
         raise ValueError("no handwriting found in any candidate amount field")
-    patches, heights, tops = [], [], []
+    patches, heights, tops, raised = [], [], [], []
     for seg in segs:
         p, t = seg.arc_patches()
         patches += p
         tops += t.tolist()
         heights += [seg.line.height] * len(p)
+        raised += [q for q, up in zip(p, seg.raised) if up]
     inputs = to_lenet_batch(patches, heights, tops)
     view = search.view
     return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]),
                     (view.image.shape[0], view.image.shape[1]), view.skew, view.to_scan,
-                    search.scan_shape, view.scale, view.crop)
+                    search.scan_shape, view.scale, view.crop,
+                    raised_inputs=to_lenet_batch(raised))
 
 
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
@@ -455,6 +468,7 @@ def faint_pen_view(gray: np.ndarray, first: Prepared, field_scorer: FieldChooser
     return replace(first, fields=first.fields + more.fields,
                    segmentations=first.segmentations + more.segmentations,
                    inputs=np.concatenate([first.inputs, more.inputs]),
+                   raised_inputs=np.concatenate([first.raised_inputs, more.raised_inputs]),
                    field_features=np.concatenate([first.field_features, more.field_features]))
 
 

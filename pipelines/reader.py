@@ -19,7 +19,7 @@ from torch import nn
 
 import gtn
 from pipelines.amounts import GRAMMARS
-from pipelines.charset import CLASSES, RUBBISH
+from pipelines.charset import CLASSES, LABELS, NUM_CLASSES, RUBBISH
 from pipelines.field_scorer import FieldScorer
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
@@ -31,7 +31,7 @@ from pipelines.preparation import (
     prepare,
     upside_down_view,
 )
-from pipelines.recognition import SegmentScorer, interpretation_graph
+from pipelines.recognition import RaisedScorer, SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
 
 if TYPE_CHECKING:
@@ -56,7 +56,10 @@ RETRY_PENALTY = 3.0
 # over a grey pen had left the amount out of the field search's ink, and the reader read the
 # date or a blot. See the README for the measurements.
 FAINT_PEN_BELOW = 0.6
-GRAMMAR_VERSION = 2  # bump when the grammars' states or arcs change: old weights no longer fit
+GRAMMAR_VERSION = 3  # bump when the grammars' states or arcs change: old weights no longer fit
+# Version 2 had no raised cents: its grammar weights are a prefix of version 3's
+# (`AmountGrammar.load_older`), and its reader had no raised scorer (it starts as made).
+OLDER_GRAMMAR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class ChequeReader(nn.Module):
         # channels-last convolutions are about a third faster on the CPU for these small maps
         self.recognizer = recognizer.to(memory_format=torch.channels_last)
         self.segment_scorer = SegmentScorer()
+        self.raised_scorer = RaisedScorer()
         self.field_scorer = FieldScorer()
         # Which candidate fields `prepare` keeps is decided by this frozen copy of the field
         # scorer as it was before global training: training only ever saw (and re-weighed)
@@ -108,8 +112,11 @@ class ChequeReader(nn.Module):
         self.grammars = nn.ModuleDict({name: AmountGrammar(name) for name in GRAMMARS})
 
     def interpretation_graphs(self, batch: Sequence[Prepared]) -> list[gtn.Graph]:
-        """Interpretation graphs of a batch, with one LeNet pass over all candidate characters."""
-        inputs = torch.from_numpy(np.concatenate([p.inputs for p in batch]))
+        """Interpretation graphs of a batch, with one LeNet pass over all candidate characters
+        (and, after them, the raised-digit candidates normalised on their own)."""
+        plain = sum(len(p.inputs) for p in batch)
+        inputs = torch.from_numpy(np.concatenate([p.inputs for p in batch]
+                                                 + [p.raised_inputs for p in batch]))
         device = next(self.recognizer.parameters()).device
         # Reading (no gradient, eval mode) runs a folded copy of LeNet: same penalties, faster.
         reading = not torch.is_grad_enabled() and not self.recognizer.training
@@ -123,20 +130,27 @@ class ChequeReader(nn.Module):
             penalties = torch.cat([net(c) for c in chunks]).cpu()
         else:
             penalties = torch.cat([self.recognizer(c) for c in chunks]).cpu()
+        penalties, raised_pen = penalties[:plain], penalties[plain:]
         features = torch.cat([torch.as_tensor(s.features) for p in batch for s in p.segmentations])
         seg_pen = self.segment_scorer(features)
-        graphs, at = [], 0
+        geometry = torch.cat([torch.as_tensor(s.raised_geometry) for p in batch
+                              for s in p.segmentations])
+        raised = self.raised_scorer(geometry, features)
+        graphs, at, at_raised = [], 0, 0
         for p in batch:
-            cls, seg = [], []
-            for n in p.arc_counts:
+            cls, seg, logits, up = [], [], [], []
+            for n, r in zip(p.arc_counts, p.raised_counts):
                 cls.append(penalties[at : at + n])
                 seg.append(seg_pen[at : at + n])
+                logits.append(raised[at : at + n])
+                up.append(raised_pen[at_raised : at_raised + r])
                 at += n
+                at_raised += r
             field_scores = (self.field_scorer(torch.from_numpy(p.field_features))
                             if len(p.fields) > 1 else torch.zeros(1))
             field_scores = torch.log_softmax(field_scores, 0)
             graphs.append(interpretation_graph(p.segmentations, cls, seg, field_scores,
-                                               CLASS_BEAM if reading else math.inf))
+                                               CLASS_BEAM if reading else math.inf, logits, up))
         return graphs
 
     def amount_graphs(self, batch: Sequence[Prepared], grammar: str) -> list[gtn.Graph]:
@@ -175,9 +189,9 @@ def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
     for i, o in zip(ilabels, graph.olabel[idx].tolist()):
         if i == RUBBISH:
             continue
-        if o >= CENTS_OPEN and text[-1:].isdigit():
+        if o >= CENTS_OPEN and text[-1:].isdigit() and i < NUM_CLASSES:
             text += " "  # cents written as a fraction, after a space: "1234 56/100"
-        text += CLASSES[i]
+        text += LABELS[i]
     seg_ids = graph.payload[idx].tolist() if graph.payload is not None else []
     starts = np.cumsum([0] + prep.arc_counts)
     k = int(np.searchsorted(starts, seg_ids[0], side="right") - 1) if seg_ids else 0
@@ -191,7 +205,7 @@ def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
                           prep.scan_shape)
         # The arc's score is -(class penalty + segment penalty): report their sum.
         pen = -float(graph.weight[idx[len(segments)]]) if i >= 0 else float("nan")
-        segments.append(SegmentReading(box, CLASSES[i], pen))
+        segments.append(SegmentReading(box, LABELS[i], pen))
     written = [s.box for s in segments if s.char != CLASSES[RUBBISH]] or [s.box for s in segments]
     return Reading(labels_to_amount(olabels), text, 0.0, False, union_box(written),
                    segments=segments, field_index=k)
@@ -254,18 +268,29 @@ def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeRe
         return ChequeReader(load_recognizer(target, device)).eval()
     from pipelines.recognizer import build_model
 
-    if ckpt.get("grammar_version") != GRAMMAR_VERSION:
+    version = ckpt.get("grammar_version")
+    if version not in (GRAMMAR_VERSION, OLDER_GRAMMAR_VERSION):
         raise ValueError(f"weights file {target} was made for another version of the amount "
-                         f"grammars ({ckpt.get('grammar_version')}, this reader has "
+                         f"grammars ({version}, this reader has "
                          f"{GRAMMAR_VERSION}); retrain it with `python -m pipelines.train`")
     reader = ChequeReader(build_model(ckpt["arch"]))
     state = dict(ckpt["state_dict"])
+    older: dict[str, torch.Tensor] = {}
+    if version == OLDER_GRAMMAR_VERSION:  # made before raised cents: see load_older
+        older = {name: state.get(f"grammars.{name}.weight") for name in reader.grammars}
+        state = {k: v for k, v in state.items() if not k.startswith("grammars.")}
+        state.update({k: v for k, v in reader.state_dict().items()
+                      if k.startswith(("raised_scorer.", "grammars.")) and k not in state})
     if not any(k.startswith("field_proposer.") for k in state):  # made before it existed
         state.update({"field_proposer." + k[len("field_scorer."):]: v for k, v in state.items()
                       if k.startswith("field_scorer.")})
     try:
         reader.load_state_dict(state)
-    except (RuntimeError, KeyError) as err:
+        for name, weight in older.items():
+            if weight is None:
+                raise KeyError(f"grammars.{name}.weight")
+            reader.grammars[name].load_older(weight)
+    except (RuntimeError, KeyError, ValueError) as err:
         raise ValueError(f"weights file {target} does not fit the reader: {err}") from None
     reader.recognizer.to(device)
     return reader.eval()

@@ -27,6 +27,14 @@ MAX_ARC_WIDTH = 1.6  # in line heights: wider is never one character
 MAX_GAP_INSIDE_ARC = 0.6  # in line heights: wider gaps separate characters
 WIDE_COMPONENT = 0.7  # in line heights: wider components get cut candidates
 NUM_FEATURES = 9
+# A candidate character may be a raised digit (cents written raised: "125⁰⁰") when its foot is
+# at least RAISED_FOOT above the line's foot and it is at most RAISED_HEIGHT tall, in line
+# heights of a line taken from its tallest pieces only (those at least RAISED_LINE_TALL of the
+# 90th percentile's height, not 0.6 as for the writing line: in a short amount such as "6⁴⁹"
+# the raised digits would make half the line). Plain digits measure 0 +- 0.1 and 1 +- 0.15.
+RAISED_FOOT = -0.15
+RAISED_HEIGHT = 0.85
+RAISED_LINE_TALL = 0.75
 # A field's grain: the median of how far (0..255) its pixels lie below the lightest pixel
 # around them (9 x 9). The amount fields of 856 clean training-split cheques measure at most
 # 31, of rough scans up to 65 (`scan_effects.rough_scan`); a grainier field is smoothed
@@ -76,6 +84,8 @@ class Segmentation:
     features: (A, NUM_FEATURES) geometry in line heights (see `arc_features`).
     cut_x: (P + 1,) x position of each node (for pictures).
     angle: the deskew rotation applied, in degrees.
+    raised_geometry: (A, 2) each arc's foot and height, in line heights of the line of the
+    field's tallest pieces (`raised_geometry`): what tells a raised digit.
     """
 
     pieces: np.ndarray
@@ -87,6 +97,13 @@ class Segmentation:
     features: np.ndarray
     cut_x: np.ndarray
     angle: float
+    raised_geometry: np.ndarray
+
+    @property
+    def raised(self) -> np.ndarray:
+        """(A,) bool: which arcs may be raised digits (see RAISED_FOOT)."""
+        foot, height = self.raised_geometry[:, 0], self.raised_geometry[:, 1]
+        return (foot <= RAISED_FOOT) & (height <= RAISED_HEIGHT)
 
     @property
     def num_pieces(self) -> int:
@@ -235,14 +252,15 @@ def rotate(image: np.ndarray, angle: float, interpolation: int) -> np.ndarray:
     return cv2.warpAffine(image, m, (w, h), flags=interpolation, borderValue=0)
 
 
-def estimate_line(stats: np.ndarray) -> Line:
-    """Line top and digit height from component boxes (x, y, w, h, area): the tall ones,
-    leaving out thin rule-like strokes (much longer than wide, or wider than long)."""
+def estimate_line(stats: np.ndarray, tall_from: float = 0.6) -> Line:
+    """Line top and digit height from component boxes (x, y, w, h, area): the tall ones (at
+    least `tall_from` of the 90th percentile's height), leaving out thin rule-like strokes
+    (much longer than wide, or wider than long)."""
     w, h, area = (stats[:, i].astype(np.float64) for i in (2, 3, 4))
     plausible = (h < 8 * w) & (w < 8 * h) & (area >= 0.05 * area.max())
     stats = stats[plausible] if plausible.any() else stats
     heights = stats[:, 3].astype(np.float64)
-    tall = heights >= 0.6 * percentile(heights, 90)
+    tall = heights >= tall_from * percentile(heights, 90)
     top = median(stats[tall, 1])
     bottom = median(stats[tall, 1] + stats[tall, 3])
     return Line(top=top, height=max(bottom - top, 8.0))
@@ -529,6 +547,19 @@ def piece_boxes(pieces: np.ndarray, count: int) -> np.ndarray:
     return boxes
 
 
+def raised_geometry(span: np.ndarray, pieces: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(A, 2) float32: the foot's offset below the line's foot and the height of candidate
+    characters spanning x0 y0 x1 y1 (A, 4), in line heights of the line that the tallest of
+    the field's pieces (`pieces` map, their `boxes` x0 y0 x1 y1) make (RAISED_LINE_TALL)."""
+    areas = np.bincount(pieces.ravel(), minlength=len(boxes) + 1)[1:]
+    stats = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
+                      boxes[:, 3] - boxes[:, 1], areas], 1)
+    line = estimate_line(stats, RAISED_LINE_TALL)
+    y0, y1 = span[:, 1].astype(np.float64), span[:, 3].astype(np.float64)
+    foot = (y1 - line.top - line.height) / line.height
+    return np.stack([foot, (y1 - y0) / line.height], 1).astype(np.float32)
+
+
 def arc_features(span: np.ndarray, gaps_left: np.ndarray, gaps_right: np.ndarray,
                  inner_gap: np.ndarray, count: np.ndarray, line: Line) -> np.ndarray:
     """Geometry of candidate characters in line heights: width, height, top and bottom offsets
@@ -600,7 +631,8 @@ def segment_field(gray: np.ndarray, deskew: bool = True) -> Segmentation:
     boxes = piece_boxes(pieces, count)
     start, end, span, feats = build_arcs(boxes, line)
     xywh = np.stack([span[:, 0], span[:, 1], span[:, 2] - span[:, 0], span[:, 3] - span[:, 1]], 1)
+    raised = raised_geometry(span, pieces, boxes)
     cut_x = np.concatenate([[boxes[0, 0]], (boxes[:-1, 2] + boxes[1:, 0]) / 2, [boxes[-1, 2]]])
     return Segmentation(pieces=pieces, ink=ink, line=line, arc_start=start, arc_end=end,
                         boxes=xywh.astype(np.int64), features=feats,
-                        cut_x=cut_x.astype(np.float32), angle=angle)
+                        cut_x=cut_x.astype(np.float32), angle=angle, raised_geometry=raised)

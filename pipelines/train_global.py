@@ -55,6 +55,9 @@ from pipelines.reader import (
 
 CRITERIA = ("forward", "discriminative-viterbi", "viterbi")
 LR_SCHEDULES = ("constant", "cosine")
+# What trains: every parameter, or only those that read raised cents (the raised scorer and
+# the grammars' raised-digit arcs), the rest of a trained reader kept as it is.
+TRAIN_ONLY = ("all", "raised")
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,15 @@ class GlobalConfig:
     max_fields: int = 3
     recognizer_train_mode: bool = False
     lr_schedule: str = "constant"  # or "cosine": both rates decay to 0 over all epochs' steps
+    train_only: str = "all"  # or "raised" (see TRAIN_ONLY)
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r}; expected "
                              f"one of {', '.join(LR_SCHEDULES)}")
+        if self.train_only not in TRAIN_ONLY:
+            raise ValueError(f"unknown --train-only {self.train_only!r}; expected one of "
+                             f"{', '.join(TRAIN_ONLY)}")
         if self.criterion not in CRITERIA:
             raise ValueError(f"unknown criterion {self.criterion!r}; expected one of "
                              f"{', '.join(CRITERIA)}")
@@ -203,6 +210,16 @@ def evaluate(reader: ChequeReader, preps: Mapping[int, Prepared], examples: Sequ
     return float(counts[0] / counts[1]) if counts[1] else float("nan")
 
 
+def train_only_raised(reader: ChequeReader) -> None:
+    """Freeze every parameter but the raised scorer and the grammars' raised-digit arcs (the
+    arcs after a grammar's `num_older_arcs`, whose other weights get no gradient)."""
+    for name, p in reader.named_parameters():
+        p.requires_grad_(name.startswith(("raised_scorer.", "grammars.")))
+    for grammar in reader.grammars.values():
+        keep = torch.arange(len(grammar.weight)) >= grammar.num_older_arcs
+        grammar.weight.register_hook(lambda grad, keep=keep: grad * keep)
+
+
 def make_optimizer(reader: ChequeReader, cfg: GlobalConfig) -> torch.optim.Optimizer:
     head = [p for n, p in reader.named_parameters()
             if not n.startswith("recognizer.") and p.requires_grad]
@@ -304,6 +321,8 @@ def train_global(reader: ChequeReader, examples: Sequence[Example], cfg: GlobalC
                                indices=mine)
     elif not isinstance(preps, Mapping):
         preps = dict(enumerate(preps))
+    if cfg.train_only == "raised":
+        train_only_raised(reader)
     opt = make_optimizer(reader, cfg)
     history: list[dict] = []
     first = 1
@@ -363,6 +382,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="constant rates, or cosine decay to 0 over all epochs (constant)")
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clip (5; 0 = off)")
+    p.add_argument("--train-only", choices=TRAIN_ONLY, default="all",
+                   help="train every parameter (all), or only those that read raised cents "
+                        "(raised: the raised scorer and the grammars' raised-digit arcs)")
     p.add_argument("--val-frac", type=float, default=0.1,
                    help="fraction of the data held out for validation (0.1)")
     p.add_argument("--seed", type=int, default=0)
@@ -397,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = GlobalConfig(args.criterion, args.epochs, args.batch_size, args.lr, args.lr_head,
                            args.clip, args.seed, args.val_frac, args.field,
-                           lr_schedule=args.lr_schedule)
+                           lr_schedule=args.lr_schedule, train_only=args.train_only)
         examples = load_examples(args.data, args.grammar, args.skip_bad, log)
         reader = load_reader(args.init)
         if args.init is None and not DEFAULT_READER_WEIGHTS.exists():

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipelines.charset import CLASS_INDEX, RUBBISH
+from pipelines.charset import RUBBISH, class_index
 from pipelines.metrics import boxes_match, iou
 from pipelines.preparation import Prepared, prepare
 from pipelines.reader import ChequeReader, save_reader
@@ -56,7 +56,7 @@ def _match(box: tuple[int, int, int, int], char_boxes: Sequence[tuple[int, int, 
     for j, other in enumerate(char_boxes):
         if j != best and overlap_fraction(other, box) > 0.5:
             return RUBBISH
-    return CLASS_INDEX[chars[best]]
+    return class_index(chars[best])  # a raised digit ('⁵') is its digit's class
 
 
 def overlap_fraction(inner: Sequence[int], outer: Sequence[int]) -> float:

@@ -3,7 +3,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.amount_text import MAX_CENTS, STYLES, format_amount, sample_amount_text, sample_cents
+from pipelines.amount_text import (
+    MAX_CENTS,
+    RAISED_STYLE,
+    STYLES,
+    format_amount,
+    sample_amount_text,
+    sample_cents,
+)
 from pipelines.amounts import normalize_amount
 
 
@@ -12,7 +19,7 @@ def _expected(cents: int, style: str) -> str:
     return str(d) if style in ("whole", "dash") else f"{d}.{c:02d}"
 
 
-@given(cents=st.integers(1, MAX_CENTS), style=st.sampled_from(STYLES),
+@given(cents=st.integers(1, MAX_CENTS), style=st.sampled_from((*STYLES, RAISED_STYLE)),
        grammar=st.sampled_from(["us", "eu"]), group=st.booleans(),
        lead=st.integers(0, 3), trail=st.integers(0, 3), dollar=st.booleans(),
        space=st.booleans())
@@ -33,6 +40,8 @@ def test_every_format_parses_back(cents, style, grammar, group, lead, trail, dol
     ((123456, "us", "decimal", True, 1, 1), "*1,234.56*"),
     ((1200, "us", "decimal", False, 0, 0, True, True), "$ 12.00"),
     ((123456, "eu", "decimal", True), "1.234,56"), ((123400, "eu", "dash"), "1234,-"),
+    ((12500, "us", "raised"), "125⁰⁰"), ((123456, "us", "raised", True, 0, 0, True), "$1,234⁵⁶"),
+    ((123407, "eu", "raised", True), "1.234⁰⁷"),
 ])
 def test_formats_people_write(args, text):
     assert format_amount(*args) == text
@@ -55,3 +64,13 @@ def test_sampled_amounts_are_realistic():
     for _ in range(300):
         a = sample_amount_text(rng, str(rng.choice(["us", "eu"])), allow_dollar=False)
         assert "$" not in a.text and normalize_amount(a.text, a.grammar) == a.amount
+
+
+def test_raised_cents_change_only_the_style():
+    """Asking for raised cents draws everything else as without them."""
+    for seed in range(200):
+        plain = sample_amount_text(np.random.default_rng(seed), "us")
+        raised = sample_amount_text(np.random.default_rng(seed), "us", raised_cents=True)
+        assert raised.cents == plain.cents and raised.grammar == plain.grammar
+        dollars, cents = divmod(raised.cents, 100)
+        assert raised.amount == f"{dollars}.{cents:02d}"

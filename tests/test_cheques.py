@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from pipelines.amounts import normalize_amount
+from pipelines.charset import RAISED_DIGITS
 from pipelines.cheques import (
     generate_cheque,
     generate_cheques,
+    has_raised_cents,
     is_bitonal,
     is_rough,
     read_dataset,
@@ -189,6 +191,20 @@ def test_rough_fraction_leaves_the_other_cheques_as_they_were(tmp_path):
     changed = [not np.array_equal(p.load(), r.load()) for p, r in zip(plain, rough)]
     expected = [not is_bitonal(0.25, 4, i) and is_rough(0.5, 4, i) for i in range(8)]
     assert changed == expected and any(expected) and not all(expected)
+
+
+def test_raised_cents_fraction_leaves_the_other_cheques_as_they_were(tmp_path):
+    common = ["--split", "train", "--n", "8", "--seed", "4", "--fields-only", "--no-progress"]
+    assert main(common + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(common + ["--out", str(tmp_path / "raised"), "--raised-cents-fraction", "0.5"]) == 0
+    plain, raised = read_dataset(tmp_path / "plain"), read_dataset(tmp_path / "raised")
+    drawn = [has_raised_cents(0.5, 4, i) for i in range(8)]
+    assert any(drawn) and not all(drawn)
+    for p, r, up in zip(plain, raised, drawn):
+        assert (p.text == r.text) == (not up) and p.amount.split(".")[0] == r.amount.split(".")[0]
+        assert np.array_equal(p.load(), r.load()) == (not up)
+        if up:
+            assert any(c in RAISED_DIGITS for c in r.text) and "." in r.amount
 
 
 def test_written_cheques_decode_on_the_fast_png_route():

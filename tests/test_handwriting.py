@@ -40,3 +40,19 @@ def test_neighbours_often_touch(digits):
             pairs += 1
             touching += b[0] <= a[0] + a[2]
     assert 0.15 < touching / pairs < 0.8
+
+
+def test_raised_cents_are_small_and_high(digits):
+    """Raised digits are drawn from the digit's pool, at 0.5-0.7 of the line's height, their
+    feet well above the baseline, after the dollars."""
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        style = sample_style(rng)
+        line = render_line("125⁷⁵", digits, rng, style)
+        assert [c for c, _ in line.chars] == list("125⁷⁵")
+        assert [int(digits.labels[i]) for i in line.mnist_indices] == [1, 2, 5, 7, 5]
+        (_, five), (_, seven), (_, last) = line.chars[2:]
+        for _, (_, y, _, h) in line.chars[3:]:
+            assert line.baseline - (y + h) > 0.2 * style.height
+            assert h < 0.8 * style.height
+        assert seven[0] > five[0] and last[0] > seven[0]

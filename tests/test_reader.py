@@ -89,6 +89,36 @@ def test_a_checkpoint_without_a_field_proposer_proposes_with_its_field_scorer(tm
     assert not any(p.requires_grad for p in old.field_proposer.parameters())
 
 
+def test_a_reader_made_before_raised_cents_loads_with_its_weights(tmp_path):
+    """A grammar-version-2 checkpoint (no raised-digit arcs, no raised scorer) loads: its
+    grammar weights become the first arcs' and the raised parts start as made."""
+    from pipelines.reader import ChequeReader, save_reader
+
+    reader = load_reader()
+    with torch.no_grad():
+        for g in reader.grammars.values():
+            g.weight.uniform_(-1, 1)
+    save_reader(reader, tmp_path / "r.pt")
+    ckpt = torch.load(tmp_path / "r.pt", weights_only=True)
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("raised_scorer.")}
+    for name, g in reader.grammars.items():
+        n = g.num_older_arcs
+        for key in ("src", "dst", "ilabel", "olabel", "weight"):
+            state[f"grammars.{name}.{key}"] = state[f"grammars.{name}.{key}"][:n]
+    torch.save({**ckpt, "grammar_version": 2, "state_dict": state}, tmp_path / "v2.pt")
+    old = load_reader(tmp_path / "v2.pt")
+    fresh = ChequeReader(old.recognizer)
+    for name, g in old.grammars.items():
+        n = g.num_older_arcs
+        assert torch.equal(g.weight[:n], reader.grammars[name].weight[:n])
+        assert torch.equal(g.weight[n:], fresh.grammars[name].weight[n:])
+    for k, v in old.raised_scorer.state_dict().items():
+        assert torch.equal(v, fresh.raised_scorer.state_dict()[k]), k
+    torch.save({**ckpt, "grammar_version": 1}, tmp_path / "v1.pt")
+    with pytest.raises(ValueError, match="another version of the amount grammars"):
+        load_reader(tmp_path / "v1.pt")
+
+
 def test_the_field_beam_keeps_the_candidates_near_the_best(reader):
     from PIL import Image
 
@@ -390,6 +420,7 @@ def test_the_faint_pen_view_adds_other_fields_to_the_first_look(reader):
     assert np.array_equal(view.inputs[: len(first.inputs)], first.inputs)
     assert all(iou(f.box, g.box) <= SAME_FIELD for f in view.fields[k:] for g in first.fields)
     assert len(view.inputs) == sum(view.arc_counts)
+    assert len(view.raised_inputs) == sum(view.raised_counts)
     assert len(view.field_features) == len(view.fields)
     assert max(iou(f.box, cheque.field_box) for f in view.fields[k:]) > 0.5
     # a first look that kept the faint-pen look's fields already: nothing to add

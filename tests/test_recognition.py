@@ -3,18 +3,19 @@
 import itertools
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 import gtn
-from pipelines.charset import NUM_CLASSES
-from pipelines.recognition import SegmentScorer, interpretation_graph
+from pipelines.charset import NUM_CLASSES, RAISED
+from pipelines.recognition import RaisedScorer, SegmentScorer, interpretation_graph
 from pipelines.segmentation import NUM_FEATURES
 
 
-def fake_field(arcs, pieces):
+def fake_field(arcs, pieces, raised=None):
     start, end = zip(*arcs)
     return SimpleNamespace(arc_start=torch.tensor(start).numpy(), arc_end=torch.tensor(end).numpy(),
-                           num_pieces=pieces, num_arcs=len(arcs))
+                           num_pieces=pieces, num_arcs=len(arcs), raised=raised)
 
 
 def brute_force(fields, cls, seg, field_scores):
@@ -70,3 +71,41 @@ def test_segment_scorer_gives_nonnegative_penalties():
     scorer = SegmentScorer()
     pen = scorer(torch.randn(7, NUM_FEATURES))
     assert pen.shape == (7,) and (pen >= 0).all()
+
+
+def test_raised_digit_arcs_against_brute_force():
+    """A candidate that may be a raised digit gets 10 more arcs (labels RAISED + d) scored from
+    its own recognizer penalties, and the raised scorer's log-odds split it between the raised
+    and the plain digit readings; other classes and other candidates are as before."""
+    torch.manual_seed(1)
+    field = fake_field([(0, 1), (1, 2), (0, 2)], 2, np.array([False, True, False]))
+    gate = field.raised
+    cls = torch.rand(3, NUM_CLASSES, dtype=torch.float64) * 3
+    up = torch.rand(1, NUM_CLASSES, dtype=torch.float64) * 3
+    seg = torch.rand(3, dtype=torch.float64)
+    logit = torch.tensor([0.7, 1.3, -0.4], dtype=torch.float64)
+    g = interpretation_graph([field], [cls], [seg], torch.zeros(1), raised_logits=[logit],
+                             raised_penalties=[up])
+    assert g.num_arcs == 3 * NUM_CLASSES + 10
+    assert sorted(g.ilabel[g.ilabel >= RAISED].tolist()) == [RAISED + d for d in range(10)]
+    lsig = torch.nn.functional.logsigmoid
+
+    def choices(a):  # (score) of each reading of segment arc a
+        out = [float(-(cls[a, c] + seg[a]) + (lsig(-logit[a]) if gate[a] and c < 10 else 0))
+               for c in range(NUM_CLASSES)]
+        if gate[a]:
+            out += [float(-(up[0, d] + seg[a]) + lsig(logit[a])) for d in range(10)]
+        return out
+
+    scores = [x + y for x in choices(0) for y in choices(1)] + choices(2)
+    total = torch.logsumexp(torch.tensor(scores, dtype=torch.float64), 0)
+    assert torch.allclose(gtn.forward_score(g), total)
+    assert torch.allclose(gtn.viterbi_score(g), torch.tensor(max(scores), dtype=torch.float64))
+
+
+def test_raised_scorer_starts_from_the_height_of_the_foot():
+    scorer = RaisedScorer()
+    feats = torch.rand(3, NUM_FEATURES)  # the segmentation features start with no say
+    geometry = torch.tensor([[-0.5, 0.6], [-0.25, 0.6], [0.0, 0.6]])
+    odds = scorer(geometry, feats)
+    assert odds[0] > 1.0 and odds[2] < -2.0 and odds[0] > odds[1] > odds[2]

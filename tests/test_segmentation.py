@@ -222,3 +222,27 @@ def test_a_printed_line_under_the_writing_is_dropped_and_a_low_comma_kept(digits
         commas[rows, x : x + 5] = 0
     seg = segment_field(commas, deskew=False)
     assert (seg.pieces[rows] > 0).sum() == 2 * 10 * 5
+
+
+def test_raised_cents_and_only_they_may_be_raised_digits():
+    """In fields written with raised cents, the arcs that match a raised digit's box are
+    raised candidates, even in a short amount ("6⁴⁹") whose raised digits are half its
+    pieces; few plain digits are (the raised scorer then tells them apart)."""
+    from pipelines.charset import RAISED_DIGITS
+    from pipelines.cheques import generate_cheques
+    from pipelines.metrics import iou
+
+    found = plain_flagged = raised_total = plain_total = 0
+    for s in generate_cheques(40, 11, "test", fields_only=True, raised_cents=1.0):
+        seg = segment_field(s.image)
+        boxes = seg.field_boxes().tolist()
+        for c in s.chars:
+            matched = [a for a, b in enumerate(boxes) if iou(b, c.box) > 0.5]
+            if c.char in RAISED_DIGITS:
+                raised_total += 1
+                found += any(seg.raised[a] for a in matched)
+            elif c.char in "0123456789":
+                plain_total += 1
+                plain_flagged += any(seg.raised[a] for a in matched)
+    assert found >= 0.9 * raised_total and plain_flagged <= 0.05 * plain_total, (
+        found, raised_total, plain_flagged, plain_total)

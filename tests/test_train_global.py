@@ -200,3 +200,36 @@ def test_global_training_on_cheques_trains_the_field_scorer_not_the_proposer() -
     train_global(reader, examples, cfg, log=lambda m: None)
     assert all(torch.equal(v, reader.field_proposer.state_dict()[k]) for k, v in proposer.items())
     assert not all(torch.equal(v, reader.field_scorer.state_dict()[k]) for k, v in scorer.items())
+
+
+def test_training_only_raised_cents_changes_only_their_parameters() -> None:
+    """`--train-only raised` trains the raised scorer and the grammars' raised-digit arcs and
+    leaves every other weight of the reader as it was."""
+    pytest.importorskip("cv2")
+    from pipelines.cheques import generate_cheques
+    from pipelines.datasets import Example
+    from pipelines.reader import load_reader
+    from pipelines.train_global import train_global
+
+    try:
+        samples = list(generate_cheques(4, 7, "train", fields_only=True, raised_cents=1.0))
+    except (ValueError, FileNotFoundError) as err:  # no MNIST here
+        pytest.skip(str(err))
+    examples = [Example(f"mem:{i}", s.amount, s.grammar, image=s.image)
+                for i, s in enumerate(samples)]
+    reader = load_reader()
+    before = {k: v.clone() for k, v in reader.state_dict().items()}
+    cfg = GlobalConfig(epochs=1, batch_size=2, val_frac=0.0, is_field=True, lr_head=1e-2,
+                       train_only="raised")
+    train_global(reader, examples, cfg, log=lambda m: None)
+    after = reader.state_dict()
+    changed = {k for k, v in before.items() if not torch.equal(v, after[k])}
+    assert "raised_scorer.linear.weight" in changed and "grammars.us.weight" in changed
+    assert changed <= {"raised_scorer.linear.weight", "raised_scorer.linear.bias",
+                       *(f"grammars.{g}.weight" for g in reader.grammars)}
+    for name, g in reader.grammars.items():
+        n = g.num_older_arcs
+        key = f"grammars.{name}.weight"
+        assert torch.equal(before[key][:n], after[key][:n])
+    with pytest.raises(ValueError, match="train-only"):
+        GlobalConfig(train_only="lenet")
