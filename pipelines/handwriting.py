@@ -5,8 +5,9 @@ Every glyph lives in MNIST's 28-px frame (ink rows CELL_TOP=4 .. CELL_BASELINE=2
 share one baseline. Each glyph is scaled, sheared (slant), thickened or thinned, jittered
 vertically and placed with a spacing that is sometimes zero or negative, so that neighbours touch
 or overlap and segmentation needs cuts, not only connected components. A raised digit
-(`⁰`..`⁹`, cents written small and raised: "125⁰⁰") is its digit at about 0.4-0.6 of the
-line's size, the top of its ink level with the line's top or a little above.
+(`⁰`..`⁹`, cents written small and raised: "125⁰⁰") is its digit at 0.4-0.6 of the line's
+size, the top of its ink level with the line's top or a little above (one size and height
+for the line's raised digits), drawn with the same pen.
 
 The result is an ink image (uint8, 255 = ink) with the tight box of each character's own ink.
 """
@@ -154,13 +155,16 @@ def render_line(text: str, digits: Mnist, rng: np.random.Generator,
     placed: list[tuple[str, np.ndarray, int, int]] = []  # char, glyph, x, y
     x = 4
     prev = " "
+    raised_size = raised_top = 0.0  # one size and height for a line's raised digits
     for char in text:
         if char == " ":
             x += int(round(style.height * rng.uniform(0.3, 0.7)))
             prev = " "
             continue
         raised = char in RAISED_DIGITS
-        size = float(rng.uniform(0.4, 0.6)) if raised else 1.0
+        if raised and not raised_size:
+            raised_size, raised_top = float(rng.uniform(0.4, 0.6)), float(rng.uniform(-0.05, 0.15))
+        size = raised_size if raised else 1.0
         g = _glyph(char.translate(TO_PLAIN_DIGITS), digits, rng, style, used, size)
         cols = np.flatnonzero(g.max(0) > INK_THRESHOLD)
         if len(cols) == 0:  # nothing visible: keep a narrow blank
@@ -172,7 +176,7 @@ def render_line(text: str, digits: Mnist, rng: np.random.Generator,
         y = baseline - int(round(CELL_BASELINE * g_scale))
         if raised:  # the top of its ink level with the line's top, give or take
             ink_top = int(np.flatnonzero(g.max(1) > INK_THRESHOLD)[:1].sum())
-            y = int(round(baseline - style.height * (1.0 + rng.uniform(-0.05, 0.15)))) - ink_top
+            y = int(round(baseline - style.height * (1.0 + raised_top))) - ink_top
         y += int(round(rng.normal(0, style.jitter * style.height)))
         y = min(max(y, 0), canvas_h - g.shape[0])
         placed.append((char, g, x, y))

@@ -32,9 +32,11 @@ NUM_FEATURES = 9
 # heights of a line taken from its tallest pieces only (those at least RAISED_LINE_TALL of the
 # 90th percentile's height, not 0.6 as for the writing line: in a short amount such as "6⁴⁹"
 # the raised digits would make half the line). Plain digits measure 0 +- 0.1 and 1 +- 0.15.
+# In 150 training-split fields written with raised cents, 282 of their 300 raised digits and
+# 13 of 400 plain ones are candidates (RAISED_LINE_TALL 0.75: 266 and 8).
 RAISED_FOOT = -0.15
 RAISED_HEIGHT = 0.85
-RAISED_LINE_TALL = 0.75
+RAISED_LINE_TALL = 0.9
 # A field's grain: the median of how far (0..255) its pixels lie below the lightest pixel
 # around them (9 x 9). The amount fields of 856 clean training-split cheques measure at most
 # 31, of rough scans up to 65 (`scan_effects.rough_scan`); a grainier field is smoothed

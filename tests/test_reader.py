@@ -509,7 +509,7 @@ def test_faded_dark_and_negative_scans_read_as_the_original(reader):
 
 def test_cents_written_raised_are_read_as_cents(reader):
     """Test-split cheques whose cents are written small and raised ("499⁸⁵") read as cents,
-    not as "49985": 10 of these 12 with the shipped weights (71.6% of the benchmark's 500),
+    not as "49985": most of these 12 with the shipped weights (77.0% of the benchmark's 500),
     and the transcription writes the cents raised."""
     from pipelines.charset import RAISED_DIGITS
     from pipelines.cheques import generate_cheques
