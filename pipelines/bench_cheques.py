@@ -46,16 +46,18 @@ class Case:
 
 
 def synthetic_cases(n: int, seed: int, is_field: bool, fmt: str = "us",
-                    rough: float = 0.0, mottled: float = 0.0, raised: float = 0.0) -> list[Case]:
+                    rough: float = 0.0, mottled: float = 0.0, raised: float = 0.0,
+                    underlined: float = 0.0) -> list[Case]:
     """`n` test-split cheques (10% bitonal); a fraction `mottled` of the others on a mottled
     background (`scan_effects.mottled`) and a fraction `rough` as rough scans
     (`scan_effects.rough_scan`), and a fraction `raised` with their cents written raised
-    ("125⁰⁰"), the rest the same as without."""
+    ("125⁰⁰"), a fraction `underlined` of those underlined, the rest the same as without."""
     from pipelines.cheques import generate_cheques, is_bitonal, on_mottled_paper, roughened
 
     cases = []
     for i, s in enumerate(generate_cheques(n, seed, "test", fmt=fmt, fields_only=is_field,
-                                           bitonal=BITONAL, raised_cents=raised)):
+                                           bitonal=BITONAL, raised_cents=raised,
+                                           underlined_cents=underlined)):
         bitonal = is_bitonal(BITONAL, seed, i)
         image = roughened(on_mottled_paper(s.image, mottled, seed, i, bitonal), rough, seed, i,
                           bitonal)
@@ -173,6 +175,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--raised-cents-fraction", type=float, default=0.0,
                    help="write the cents of this fraction of the test amounts small and raised "
                         "(\"125⁰⁰\"), default 0")
+    p.add_argument("--underlined-cents-fraction", type=float, default=0.0,
+                   help="underline the raised cents of this fraction of the amounts written "
+                        "with them, default 0")
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")
@@ -196,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for name, value in (("--rough-fraction", args.rough_fraction),
                         ("--mottled-fraction", args.mottled_fraction),
-                        ("--raised-cents-fraction", args.raised_cents_fraction)):
+                        ("--raised-cents-fraction", args.raised_cents_fraction),
+                        ("--underlined-cents-fraction", args.underlined_cents_fraction)):
         if not 0 <= value <= 1:
             print(f"benchmark cheques: {name} must be between 0 and 1, got {value}",
                   file=sys.stderr)
@@ -205,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = (folder_cases(args.data, args.n) if args.data
                  else synthetic_cases(args.n, args.seed, args.field, args.format,
                                       args.rough_fraction, args.mottled_fraction,
-                                      args.raised_cents_fraction))
+                                      args.raised_cents_fraction,
+                                      args.underlined_cents_fraction))
         readings, seconds = run_reader(cases, args.weights, args.field, args.grammar,
                                        args.threads, args.workers)
     except ValueError as err:

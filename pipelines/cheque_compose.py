@@ -105,13 +105,13 @@ def _union(boxes: list[Box], pad: int, shape: tuple[int, ...]) -> Box:
 
 def compose_cheque(rng: np.random.Generator, digits: Mnist,
                    amount_fn: Callable[[bool], AmountText], bitonal: bool,
-                   fields_only: bool) -> Composed:
+                   fields_only: bool, underline_raised: bool = False) -> Composed:
     layout = sample_layout(rng)
     img = make_background(layout.height, layout.width, rng)
     draw_print(img, layout, rng)
     written = amount_fn(not layout.printed_dollar)
     pen = float(rng.choice([rng.uniform(5, 40), rng.uniform(40, 95)]))  # black / blue-black
-    line = render_line(written.text, digits, rng, sample_style(rng))
+    line = render_line(written.text, digits, rng, sample_style(rng), underline_raised)
     line, x, y = _place_amount(img, layout, line, rng)
     put_ink(img, line.ink, x, y, pen, float(rng.uniform(0.85, 1.0)))
     date_indices = _distractors(img, layout, digits, rng, pen)

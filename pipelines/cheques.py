@@ -99,15 +99,17 @@ def _check_args(rng_seed: int, split: str, fmt: str, digits: Mnist | None) -> No
 
 def generate_cheque(rng_seed: int, split: str, digits: Mnist | None = None, fmt: str = "us",
                     bitonal: bool = False, fields_only: bool = False,
-                    raised_cents: bool = False) -> ChequeSample:
+                    raised_cents: bool = False, underlined_cents: bool = False) -> ChequeSample:
     """One synthetic cheque (or only its amount field), a pure function of the arguments.
-    `raised_cents`: the amount's cents are written small and raised ("125⁰⁰")."""
+    `raised_cents`: the amount's cents are written small and raised ("125⁰⁰");
+    `underlined_cents`: raised cents are underlined (no effect on other amounts)."""
     _check_args(rng_seed, split, fmt, digits)
     digits = mnist_split(split) if digits is None else digits
     rng = np.random.default_rng(int(rng_seed))
     grammar = fmt if fmt != "mixed" else ("eu" if rng.random() < 0.3 else "us")
     c = compose_cheque(rng, digits, lambda allow_dollar: sample_amount_text(
-        rng, grammar, allow_dollar, raised_cents), bitonal, fields_only)
+        rng, grammar, allow_dollar, raised_cents), bitonal, fields_only,
+        raised_cents and underlined_cents)
     amount = normalize_amount(c.text, grammar)
     return ChequeSample(c.image, c.text, amount, grammar, c.field_box,
                         [CharBox(ch, b) for ch, b in c.chars], c.mnist_indices, split)
@@ -121,17 +123,20 @@ def derive_seed(seed: int, index: int) -> int:
 
 def generate_cheques(n: int, seed: int, split: str, digits: Mnist | None = None,
                      fmt: str = "us", bitonal: bool | float = False,
-                     fields_only: bool = False, raised_cents: float = 0.0
-                     ) -> Iterator[ChequeSample]:
+                     fields_only: bool = False, raised_cents: float = 0.0,
+                     underlined_cents: float = 0.0) -> Iterator[ChequeSample]:
     """`n` cheques; cheque i uses `derive_seed(seed, i)`. `bitonal` may be a fraction, and so
-    is `raised_cents`, the share of amounts written with raised cents (`has_raised_cents`)."""
+    are `raised_cents`, the share of amounts written with raised cents (`has_raised_cents`),
+    and `underlined_cents`, the share of those whose raised cents are underlined
+    (`has_underlined_cents`)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     _check_args(seed, split, fmt, digits)
     for i in range(n):
         yield generate_cheque(derive_seed(seed, i), split, digits, fmt,
                               is_bitonal(bitonal, seed, i), fields_only,
-                              has_raised_cents(raised_cents, seed, i))
+                              has_raised_cents(raised_cents, seed, i),
+                              has_underlined_cents(underlined_cents, seed, i))
 
 
 def is_bitonal(bitonal: bool | float, seed: int, index: int) -> bool:
@@ -143,6 +148,12 @@ def has_raised_cents(raised_cents: float, seed: int, index: int) -> bool:
     """Whether cheque `index`'s cents are written raised when a fraction `raised_cents` of them
     are (a draw of its own: the other cheques of a data set are the same with or without)."""
     return _drawn(float(raised_cents), seed, index, 6)
+
+
+def has_underlined_cents(underlined_cents: float, seed: int, index: int) -> bool:
+    """Whether cheque `index`'s raised cents, if it has them, are underlined when a fraction
+    `underlined_cents` of them are (a draw of its own, as `has_raised_cents`)."""
+    return _drawn(float(underlined_cents), seed, index, 7)
 
 
 def is_rough(rough: float, seed: int, index: int) -> bool:

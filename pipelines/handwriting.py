@@ -7,7 +7,8 @@ vertically and placed with a spacing that is sometimes zero or negative, so that
 or overlap and segmentation needs cuts, not only connected components. A raised digit
 (`⁰`..`⁹`, cents written small and raised: "125⁰⁰") is its digit at 0.4-0.6 of the line's
 size, the top of its ink level with the line's top or a little above (one size and height
-for the line's raised digits), drawn with the same pen.
+for the line's raised digits), drawn with the same pen. Raised cents may be underlined, as many
+writers do: a stroke of the same pen under them, just below their ink or touching it.
 
 The result is an ink image (uint8, 255 = ink) with the tight box of each character's own ink.
 """
@@ -141,8 +142,9 @@ def _gap(prev: str, char: str, rng: np.random.Generator, style: HandStyle) -> in
 
 
 def render_line(text: str, digits: Mnist, rng: np.random.Generator,
-                style: HandStyle | None = None) -> WrittenLine:
-    """Write `text` (digits, `. , - / $ *` and spaces) in one hand; see the module docstring."""
+                style: HandStyle | None = None, underline_raised: bool = False) -> WrittenLine:
+    """Write `text` (digits, `. , - / $ *`, raised digits and spaces) in one hand; see the
+    module docstring. `underline_raised`: draw a stroke under the raised digits, if any."""
     style = sample_style(rng) if style is None else style
     if not text.strip():
         raise ValueError("cannot write an empty text")
@@ -182,7 +184,8 @@ def render_line(text: str, digits: Mnist, rng: np.random.Generator,
         placed.append((char, g, x, y))
         x += g.shape[1]
         prev = char
-    width = x + 6
+    underline = underline_raised and any(c in RAISED_DIGITS for c, *_ in placed)
+    width = x + 6 + (int(np.ceil(0.2 * style.height)) if underline else 0)  # room for its end
     ink = np.zeros((canvas_h, width), np.uint8)
     chars: list[tuple[str, Box]] = []
     for char, g, gx, gy in placed:
@@ -194,7 +197,26 @@ def render_line(text: str, digits: Mnist, rng: np.random.Generator,
             rows = cols = np.array([0, 0])
         chars.append((char, (gx + int(cols[0]), gy + int(rows[0]),
                              int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))))
+    if underline:
+        _underline(ink, [b for c, b in chars if c in RAISED_DIGITS], style, rng)
     return WrittenLine(ink, chars, used, baseline)
+
+
+def _underline(ink: np.ndarray, boxes: list[Box], style: HandStyle,
+               rng: np.random.Generator) -> None:
+    """Draw, in place, a slightly wavy stroke under the ink `boxes` (the raised cents): from
+    a little before the first to a little past the last, its middle 2-20% of the line's height
+    below their lowest ink (so it may touch them), about as wide as the digits' strokes."""
+    h = style.height
+    x0 = min(b[0] for b in boxes) - h * rng.uniform(0.0, 0.12)
+    x1 = max(b[0] + b[2] for b in boxes) + h * rng.uniform(0.0, 0.2)
+    y0 = max(b[1] + b[3] for b in boxes) + h * rng.uniform(0.02, 0.2)
+    rise = (x1 - x0) * rng.uniform(-0.08, 0.04)  # most writers' strokes climb a little
+    xs = np.linspace(x0, x1, 5)
+    ys = y0 + np.linspace(0.0, rise, 5) + rng.normal(0.0, 0.015 * h, 5)
+    width = MNIST_STROKE * h / (CELL_BASELINE - CELL_TOP) * rng.uniform(0.7, 1.0) + style.thickness
+    points = np.round(np.stack([xs, ys], 1) * 4).astype(np.int32)  # 2 fractional bits
+    cv2.polylines(ink, [points], False, 255, max(1, int(round(width))), cv2.LINE_AA, shift=2)
 
 
 def resize_line(line: WrittenLine, factor: float) -> WrittenLine:

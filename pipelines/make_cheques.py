@@ -24,6 +24,7 @@ from pipelines.cheques import (
     file_name,
     generate_cheque,
     has_raised_cents,
+    has_underlined_cents,
     is_bitonal,
     mnist_split,
     prepare_dir,
@@ -69,6 +70,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--raised-cents-fraction", type=_fraction, default=0.0,
                    help="write the cents of this fraction of the amounts small and raised "
                         "(\"125⁰⁰\"), default 0")
+    p.add_argument("--underlined-cents-fraction", type=_fraction, default=0.0,
+                   help="underline the raised cents of this fraction of the amounts written "
+                        "with them, default 0")
     p.add_argument("--workers", type=int_at_least(0), default=1, help="processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -83,7 +87,8 @@ def _make_one(index: int) -> tuple[bytes, dict]:
     bitonal = is_bitonal(a["bitonal"], a["seed"], index)
     sample = generate_cheque(derive_seed(a["seed"], index), a["split"], None, a["format"],
                              bitonal, a["fields_only"],
-                             has_raised_cents(a["raised"], a["seed"], index))
+                             has_raised_cents(a["raised"], a["seed"], index),
+                             has_underlined_cents(a["underlined"], a["seed"], index))
     image = roughened(sample.image, a["rough"], a["seed"], index, bitonal)
     return encode_png(image), to_label(sample, file_name(index))
 
@@ -117,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = {"seed": args.seed, "split": args.split, "format": args.format,
            "bitonal": args.bitonal_fraction if args.bitonal_fraction is not None
            else float(args.bitonal), "fields_only": args.fields_only,
-           "rough": args.rough_fraction, "raised": args.raised_cents_fraction}
+           "rough": args.rough_fraction, "raised": args.raised_cents_fraction,
+           "underlined": args.underlined_cents_fraction}
     start = time.perf_counter()
     try:
         records = make_records(job, args.n, max(1, args.workers))

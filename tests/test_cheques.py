@@ -14,6 +14,7 @@ from pipelines.cheques import (
     generate_cheque,
     generate_cheques,
     has_raised_cents,
+    has_underlined_cents,
     is_bitonal,
     is_rough,
     read_dataset,
@@ -205,6 +206,25 @@ def test_raised_cents_fraction_leaves_the_other_cheques_as_they_were(tmp_path):
         assert np.array_equal(p.load(), r.load()) == (not up)
         if up:
             assert any(c in RAISED_DIGITS for c in r.text) and "." in r.amount
+
+
+def test_underlined_cents_fraction_underlines_only_raised_cents(tmp_path):
+    """Only cheques drawn for both raised and underlined cents change (and their amounts
+    stay: the underline is no character)."""
+    common = ["--split", "train", "--n", "12", "--seed", "5", "--fields-only", "--no-progress",
+              "--raised-cents-fraction", "0.5"]
+    assert main(common + ["--out", str(tmp_path / "raised")]) == 0
+    assert main(common + ["--out", str(tmp_path / "under"), "--underlined-cents-fraction",
+                          "0.5"]) == 0
+    raised, under = read_dataset(tmp_path / "raised"), read_dataset(tmp_path / "under")
+    drawn = [has_raised_cents(0.5, 5, i) and has_underlined_cents(0.5, 5, i) for i in range(12)]
+    assert any(drawn) and not all(drawn)
+    assert any(has_underlined_cents(0.5, 5, i) and not has_raised_cents(0.5, 5, i)
+               for i in range(12))  # drawn for underlining, but with no raised cents
+    for r, u, changed in zip(raised, under, drawn):
+        assert (r.text, r.amount) == (u.text, u.amount)
+        assert [c.char for c in r.chars] == [c.char for c in u.chars]
+        assert np.array_equal(r.load(), u.load()) == (not changed) == (r.chars == u.chars)
 
 
 def test_written_cheques_decode_on_the_fast_png_route():

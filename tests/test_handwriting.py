@@ -56,3 +56,31 @@ def test_raised_cents_are_small_and_high(digits):
             assert line.baseline - (y + h) > 0.2 * style.height
             assert h < 0.8 * style.height
         assert seven[0] > five[0] and last[0] > seven[0]
+
+
+def test_underlined_cents_are_a_stroke_under_the_raised_digits(digits):
+    """The underline changes nothing else: the same glyphs in the same places, and the new
+    ink lies under the raised digits (a little to either side), below their feet or just
+    touching them; a line without raised digits is the same with or without the flag."""
+    for seed in range(12):
+        style = sample_style(np.random.default_rng(seed))
+        plain = render_line("45⁶⁷", digits, np.random.default_rng(seed), style)
+        under = render_line("45⁶⁷", digits, np.random.default_rng(seed), style, True)
+        assert under.chars == plain.chars and under.mnist_indices == plain.mnist_indices
+        h, w = plain.ink.shape
+        assert under.ink.shape[0] == h and under.ink.shape[1] >= w
+        before = np.pad(plain.ink, ((0, 0), (0, under.ink.shape[1] - w)))
+        ys, xs = np.nonzero(under.ink.astype(int) - before > 48)
+        assert len(xs) > 0
+        raised = [b for c, b in plain.chars if c in "⁶⁷"]
+        left = min(b[0] for b in raised)
+        right = max(b[0] + b[2] for b in raised)
+        feet = max(b[1] + b[3] for b in raised)
+        pen = 0.1 * style.height  # the stroke's round ends
+        assert xs.min() >= left - 0.12 * style.height - pen
+        assert xs.max() <= right + 0.2 * style.height + pen
+        assert ys.min() >= feet - 0.15 * style.height  # under them, perhaps touching
+        assert ys.max() < plain.baseline  # and above the dollars' baseline
+        again = render_line("4567", digits, np.random.default_rng(seed), style, True)
+        same = render_line("4567", digits, np.random.default_rng(seed), style)
+        assert np.array_equal(again.ink, same.ink) and again.chars == same.chars

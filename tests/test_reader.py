@@ -521,3 +521,14 @@ def test_cents_written_raised_are_read_as_cents(reader):
             right += 1
             assert sum(c in RAISED_DIGITS for c in r.text) == 2, r.text
     assert right >= 9, right
+
+
+def test_underlined_raised_cents_are_read_as_cents(reader):
+    """The same with a stroke under the raised cents (`segmentation.cents_underlines` takes
+    it out): the reader before it read none of these 12, the shipped one reads 7."""
+    from pipelines.cheques import generate_cheques
+
+    right = sum(read_cheque(s.image, reader, grammar=s.grammar).amount == s.amount
+                for s in generate_cheques(12, 5, "test", fmt="us", raised_cents=1.0,
+                                          underlined_cents=1.0))
+    assert right >= 5, right

@@ -246,3 +246,97 @@ def test_raised_cents_and_only_they_may_be_raised_digits():
                 plain_flagged += any(seg.raised[a] for a in matched)
     assert found >= 0.9 * raised_total and plain_flagged <= 0.05 * plain_total, (
         found, raised_total, plain_flagged, plain_total)
+
+
+def cents_field(digits, underline_row, with_cents=True):
+    """'1' and '2' of full height (MNIST x2, ink 40 px tall), then two MNIST digits at half
+    that size with their tops level with the line's (raised cents), and a straight 3-px
+    stroke under where the cents are (`underline_row`, in rows below the line's top). Returns
+    the field and the stroke's pixels."""
+    import cv2
+
+    def ink(k, scale):
+        img = digits.images[k][:, digits.images[k].any(0)]
+        img = img[img.any(1)]
+        return cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+
+    canvas = np.zeros((110, 230), np.uint8)
+    top, x = 30, 12
+    for k in (2, 1):  # MNIST test 2 is a '1', 1 is a '2'
+        g = ink(k, 2.0)
+        canvas[top + 40 - g.shape[0] : top + 40, x : x + g.shape[1]] = g[-40:]
+        x += g.shape[1] + 6
+    start = x + 4
+    if with_cents:
+        for k in (3, 4):  # a '0' and a '4'
+            g = ink(k, 1.0)
+            canvas[top : top + g.shape[0], x + 4 : x + 4 + g.shape[1]] |= g
+            x += g.shape[1] + 6
+    stroke = np.zeros_like(canvas)
+    row = top + underline_row
+    cv2.line(stroke, (start - 3, row), (max(x, start + 34) + 4, row), 255, 3)
+    canvas = np.maximum(canvas, stroke)
+    return 255 - canvas, stroke > 128
+
+
+@pytest.mark.parametrize("row", [22, 25, 27])  # under the cents (20 px tall), or touching them
+def test_a_stroke_under_raised_cents_is_taken_out(digits, row):
+    from pipelines.segmentation import cents_underlines, find_pieces, handwriting_mask, ink_of
+
+    field, stroke = cents_field(digits, row)
+    mask, _ = handwriting_mask(ink_of(field))
+    pieces, line = find_pieces(mask)
+    found = cents_underlines(mask, line)
+    assert (found & stroke).sum() >= 0.8 * (stroke & mask).sum()
+    assert (found & ~stroke).sum() <= 0.1 * found.sum()  # the rows touching it, at most
+    seg = segment_field(field, deskew=False)
+    raised = seg.raised & (seg.arc_end - seg.arc_start == 1)
+    assert raised.sum() >= 2  # the cents, apart from it and each other
+    assert (seg.pieces[stroke & ~found] > 0).mean() < 0.5
+
+
+@pytest.mark.parametrize("row", [20, 25])
+def test_a_dash_after_the_dollars_is_kept(digits, row):
+    """The same stroke with nothing over it (a '-' for no cents) is writing."""
+    from pipelines.segmentation import cents_underlines, find_pieces, handwriting_mask, ink_of
+
+    field, stroke = cents_field(digits, row, with_cents=False)
+    mask, _ = handwriting_mask(ink_of(field))
+    _, line = find_pieces(mask)
+    assert not cents_underlines(mask, line).any()
+    assert (segment_field(field, deskew=False).pieces[stroke] > 0).mean() > 0.9
+
+
+def test_underlined_raised_cents_are_raised_digits_and_plain_fields_lose_no_stroke():
+    """Generated fields: with their underline, raised cents are still raised candidates (76 of
+    80 without one); fields written without raised cents have no stroke taken out."""
+    import pipelines.segmentation as segmentation
+    from pipelines.charset import RAISED_DIGITS
+    from pipelines.cheques import generate_cheques
+    from pipelines.metrics import iou
+
+    found = total = 0
+    for s in generate_cheques(40, 11, "test", fields_only=True, raised_cents=1.0,
+                              underlined_cents=1.0):
+        seg = segment_field(s.image)
+        boxes = seg.field_boxes().tolist()
+        for c in s.chars:
+            if c.char in RAISED_DIGITS:
+                total += 1
+                found += any(seg.raised[a] for a, b in enumerate(boxes) if iou(b, c.box) > 0.5)
+    assert found >= 0.85 * total, (found, total)
+    fired = []
+    original = segmentation.cents_underlines
+
+    def counted(mask, line):
+        out = original(mask, line)
+        fired.append(bool(out.any()))
+        return out
+
+    segmentation.cents_underlines = counted
+    try:
+        for s in generate_cheques(60, 12, "test", fields_only=True, fmt="mixed"):
+            segment_field(s.image)
+    finally:
+        segmentation.cents_underlines = original
+    assert len(fired) == 60 and sum(fired) <= 1, sum(fired)
