@@ -524,14 +524,14 @@ def cents_underlines(mask: np.ndarray, line: Line) -> np.ndarray:
         x, y, w, h = (int(v) for v in stats[k, :4])
         if not first <= y + h / 2 <= last:
             continue
+        above = mask[max(0, int(line.top - 0.3 * lh)) : y, x : x + w].any(0)
+        # Something stands on it, and a stroke of its own ends free at one end at least
+        # (the bottom of a '0' turns up into the loop at both): the cheap test, first.
+        if above.mean() < UNDERLINE_ABOVE or (above[:end].any() and above[-end:].any()):
+            continue
         run = labels[y : y + h, x : x + w] == k
         # Thin in most columns (+2: the rows touching it come with it), whatever its slope.
         if np.median(run.sum(0)) > max(4.0, 0.2 * lh) + 2:
-            continue
-        above = mask[max(0, int(line.top - 0.3 * lh)) : y, x : x + w].any(0)
-        # Something stands on it, and a stroke of its own ends free at one end at least
-        # (the bottom of a '0' turns up into the loop at both).
-        if above.mean() < UNDERLINE_ABOVE or (above[:end].any() and above[-end:].any()):
             continue
         if not runs_straight(labels, stats[1:], k - 1, max(1.5, 0.05 * lh)):
             continue
