@@ -26,7 +26,7 @@ from pipelines.amount_text import sample_amount_text
 from pipelines.amounts import normalize_amount
 from pipelines.cheque_compose import compose_cheque
 from pipelines.images import load_gray
-from pipelines.mnist import SPLITS, Mnist, load_mnist
+from pipelines.mnist import SPLITS, TRAIN_HELD_OUT, Mnist, load_mnist
 from pipelines.scan_effects import mottled, rough_scan
 
 FORMATS = ("us", "eu", "mixed")
@@ -74,6 +74,8 @@ class LabelledImage:
 
 
 _MNIST: dict[str, Mnist] = {}
+_POOLS: dict[tuple[str, str], tuple[Mnist, int]] = {}
+DIGIT_POOLS = ("all", "fit", "held-out")
 
 
 def mnist_split(split: str) -> Mnist:
@@ -83,6 +85,26 @@ def mnist_split(split: str) -> Mnist:
     if split not in _MNIST:
         _MNIST[split] = load_mnist(split)
     return _MNIST[split]
+
+
+def digit_pool(split: str, pool: str = "all") -> tuple[Mnist, int]:
+    """The digits a data set of `split` is written with, and the split's index of the first:
+    all of the split's ("all"), or of the training split those LeNet trains on ("fit": all but
+    the last TRAIN_HELD_OUT) or validates on ("held-out"), so that a reader's training cheques
+    and its validation cheques share no digit image. Loaded once per process."""
+    if pool not in DIGIT_POOLS:
+        raise ValueError(f"unknown digit pool {pool!r}; expected one of {', '.join(DIGIT_POOLS)}")
+    if pool != "all" and split != "train":
+        raise ValueError(f"the {pool!r} digit pool is part of the training split, not {split!r}")
+    if pool == "all":
+        return mnist_split(split), 0
+    if (split, pool) not in _POOLS:
+        digits = mnist_split(split)
+        cut = len(digits.labels) - TRAIN_HELD_OUT
+        part = slice(0, cut) if pool == "fit" else slice(cut, None)
+        _POOLS[split, pool] = (Mnist(split, digits.images[part], digits.labels[part]),
+                               part.start)
+    return _POOLS[split, pool]
 
 
 def _check_args(rng_seed: int, split: str, fmt: str, digits: Mnist | None) -> None:

@@ -18,15 +18,16 @@ from multiprocessing import get_context
 from tqdm import tqdm
 
 from pipelines.cheques import (
+    DIGIT_POOLS,
     FORMATS,
     derive_seed,
+    digit_pool,
     encode_png,
     file_name,
     generate_cheque,
     has_raised_cents,
     has_underlined_cents,
     is_bitonal,
-    mnist_split,
     prepare_dir,
     roughened,
     to_label,
@@ -73,6 +74,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--underlined-cents-fraction", type=_fraction, default=0.0,
                    help="underline the raised cents of this fraction of the amounts written "
                         "with them, default 0")
+    p.add_argument("--digit-pool", default="all", choices=DIGIT_POOLS,
+                   help="which of the split's digits to write with: all (default), or of the "
+                        "training split the first 55,000 (fit: LeNet's training digits) or "
+                        "the last 5,000 (held-out: its validation digits), so that training "
+                        "and validation cheques share no digit image")
     p.add_argument("--workers", type=int_at_least(0), default=1, help="processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,10 +91,12 @@ _JOB: dict = {}
 def _make_one(index: int) -> tuple[bytes, dict]:
     a = _JOB
     bitonal = is_bitonal(a["bitonal"], a["seed"], index)
-    sample = generate_cheque(derive_seed(a["seed"], index), a["split"], None, a["format"],
+    digits, first = digit_pool(a["split"], a["pool"])
+    sample = generate_cheque(derive_seed(a["seed"], index), a["split"], digits, a["format"],
                              bitonal, a["fields_only"],
                              has_raised_cents(a["raised"], a["seed"], index),
                              has_underlined_cents(a["underlined"], a["seed"], index))
+    sample.mnist_indices = [first + i for i in sample.mnist_indices]  # the split's numbering
     image = roughened(sample.image, a["rough"], a["seed"], index, bitonal)
     return encode_png(image), to_label(sample, file_name(index))
 
@@ -101,7 +109,7 @@ def _init(job: dict) -> None:
 def make_records(job: dict, n: int, workers: int) -> Iterator[tuple[bytes, dict]]:
     """The (png, label) pairs of cheques 0..n-1, in order, made by `workers` processes."""
     _init(job)
-    mnist_split(job["split"])  # load once before forking
+    digit_pool(job["split"], job["pool"])  # load once before forking
     if workers <= 1:
         yield from map(_make_one, range(n))
         return
@@ -114,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n == 0:
         print("make_cheques: error: --n must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if args.digit_pool != "all" and args.split != "train":
+        print(f"make_cheques: error: --digit-pool {args.digit_pool} is part of the training "
+              "split; use it with --split train", file=sys.stderr)
+        return EXIT_USAGE
     try:
         prepare_dir(args.out, args.overwrite)
     except (FileExistsError, NotADirectoryError, OSError) as err:
@@ -123,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            "bitonal": args.bitonal_fraction if args.bitonal_fraction is not None
            else float(args.bitonal), "fields_only": args.fields_only,
            "rough": args.rough_fraction, "raised": args.raised_cents_fraction,
-           "underlined": args.underlined_cents_fraction}
+           "underlined": args.underlined_cents_fraction, "pool": args.digit_pool}
     start = time.perf_counter()
     try:
         records = make_records(job, args.n, max(1, args.workers))

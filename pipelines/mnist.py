@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 SPLITS = ("train", "test")
+# The last TRAIN_HELD_OUT digits of the training split are held out: LeNet validates on them
+# (`train_chars`), and cheques written with them (`cheques.digit_pool`) validate a reader.
+TRAIN_HELD_OUT = 5000
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),

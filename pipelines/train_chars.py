@@ -27,10 +27,10 @@ from pipelines.charimage import ink_to_input
 from pipelines.cli import EXIT_OK, EXIT_USAGE, device_problem, output_problem, positive_int
 from pipelines.distort import DistortConfig, distort
 from pipelines.lenet import count_parameters, loss_for
-from pipelines.mnist import MnistError, load_mnist
+from pipelines.mnist import TRAIN_HELD_OUT, MnistError, load_mnist
 from pipelines.recognizer import ARCHS, build_model, checkpoint_dict
 
-VAL_DIGITS = 5000
+VAL_DIGITS = TRAIN_HELD_OUT
 SYMBOL_RATE, RUBBISH_RATE = 0.055, 0.10  # per training digit: ~3,000 per symbol, 5,500 rubbish
 
 

@@ -77,6 +77,27 @@ def test_splits_never_share_digits():
         generate_cheque(1, "test", digits=train)
 
 
+def test_digit_pools_keep_training_and_validation_cheques_apart(tmp_path):
+    """--digit-pool fit writes with LeNet's training digits only, held-out with its
+    validation digits only (the labels' indices are the training split's); all, the
+    default, is the whole split as before."""
+    train = load_mnist("train")
+    common = ["--split", "train", "--n", "6", "--seed", "3", "--fields-only", "--no-progress"]
+    for pool in ("fit", "held-out", "all"):
+        assert main(common + ["--out", str(tmp_path / pool), "--digit-pool", pool]) == 0
+    fit, held, every = (read_dataset(tmp_path / p) for p in ("fit", "held-out", "all"))
+    cut = len(train.labels) - 5000
+    for entries, ok in ((fit, lambda i: i < cut), (held, lambda i: i >= cut)):
+        for e in entries:
+            assert e.mnist_indices and all(ok(i) for i in e.mnist_indices)
+            digits = [c for c in e.text if c.isdigit()]
+            assert [str(train.labels[i]) for i in e.mnist_indices[: len(digits)]] == digits
+    assert main(common + ["--out", str(tmp_path / "default")]) == 0
+    default = read_dataset(tmp_path / "default")
+    assert [e.mnist_indices for e in default] == [e.mnist_indices for e in every]
+    assert all(np.array_equal(a.load(), b.load()) for a, b in zip(default, every))
+
+
 def test_test_cheques_draw_their_digits_from_the_test_split():
     test = load_mnist("test")
     sample = generate_cheque(4, "test")
@@ -108,6 +129,8 @@ def test_nonsense_arguments_are_refused():
     ["--split", "test", "--n", "-3", "--seed", "1"], ["--split", "dev", "--n", "3", "--seed", "1"],
     ["--split", "test", "--n", "3", "--seed", "x"], ["--split", "test", "--n", "0", "--seed", "1"],
     ["--split", "test", "--n", "3", "--seed", "1", "--format", "fr"],
+    ["--split", "test", "--n", "3", "--seed", "1", "--digit-pool", "held-out"],
+    ["--split", "train", "--n", "3", "--seed", "1", "--digit-pool", "val"],
 ])
 def test_cli_refuses_nonsense(argv, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
