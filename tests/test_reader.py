@@ -525,7 +525,7 @@ def test_cents_written_raised_are_read_as_cents(reader):
 
 def test_underlined_raised_cents_are_read_as_cents(reader):
     """The same with a stroke under the raised cents (`segmentation.cents_underlines` takes
-    it out): the reader before it read none of these 12, the shipped one reads 7."""
+    it out): the reader before it read none of these 12, the shipped one reads 6."""
     from pipelines.cheques import generate_cheques
 
     right = sum(read_cheque(s.image, reader, grammar=s.grammar).amount == s.amount

@@ -248,11 +248,11 @@ def test_raised_cents_and_only_they_may_be_raised_digits():
         found, raised_total, plain_flagged, plain_total)
 
 
-def cents_field(digits, underline_row, with_cents=True):
+def cents_field(digits, underline_row, with_cents=True, digit_after=False):
     """'1' and '2' of full height (MNIST x2, ink 40 px tall), then two MNIST digits at half
     that size with their tops level with the line's (raised cents), and a straight 3-px
     stroke under where the cents are (`underline_row`, in rows below the line's top). Returns
-    the field and the stroke's pixels."""
+    the field and the stroke's pixels. `digit_after`: a full-height '7' after the stroke."""
     import cv2
 
     def ink(k, scale):
@@ -276,6 +276,10 @@ def cents_field(digits, underline_row, with_cents=True):
     row = top + underline_row
     cv2.line(stroke, (start - 3, row), (max(x, start + 34) + 4, row), 255, 3)
     canvas = np.maximum(canvas, stroke)
+    if digit_after:
+        g = ink(0, 2.0)[-40:]
+        at = max(x, start + 34) + 14
+        canvas[top + 40 - g.shape[0] : top + 40, at : at + g.shape[1]] |= g
     return 255 - canvas, stroke > 128
 
 
@@ -293,6 +297,21 @@ def test_a_stroke_under_raised_cents_is_taken_out(digits, row):
     raised = seg.raised & (seg.arc_end - seg.arc_start == 1)
     assert raised.sum() >= 2  # the cents, apart from it and each other
     assert (seg.pieces[stroke & ~found] > 0).mean() < 0.5
+
+
+def test_a_stroke_under_small_marks_with_a_digit_after_it_is_kept(digits):
+    """Raised cents end the amount: the same stroke and marks followed by a full-height
+    digit are the foot of a small digit or the like, not an underline."""
+    from pipelines.segmentation import cents_underlines, find_pieces, handwriting_mask, ink_of
+
+    field, stroke = cents_field(digits, 25, digit_after=True)
+    mask, _ = handwriting_mask(ink_of(field))
+    _, line = find_pieces(mask)
+    assert not cents_underlines(mask, line).any()
+    field, stroke = cents_field(digits, 25)  # and without the '7', it is taken out
+    mask, _ = handwriting_mask(ink_of(field))
+    _, line = find_pieces(mask)
+    assert (cents_underlines(mask, line) & stroke).any()
 
 
 @pytest.mark.parametrize("row", [20, 25])
