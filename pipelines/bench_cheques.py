@@ -21,6 +21,7 @@ import torch
 
 from pipelines.amounts import GRAMMARS
 from pipelines.cli import output_problem, positive_int
+from pipelines.make_cheques import add_cents_arguments
 from pipelines.metrics import (
     edit_distance,
     error_at_reject,
@@ -172,12 +173,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--mottled-fraction", type=float, default=0.0,
                    help="print this fraction of the generated (non-bitonal) cheques over a "
                         "mottled, picture-like background")
-    p.add_argument("--raised-cents-fraction", type=float, default=0.0,
-                   help="write the cents of this fraction of the test amounts small and raised "
-                        "(\"125⁰⁰\"), default 0")
-    p.add_argument("--underlined-cents-fraction", type=float, default=0.0,
-                   help="underline the raised cents of this fraction of the amounts written "
-                        "with them, default 0")
+    add_cents_arguments(p, float)  # checked against 0..1 in main, as the others
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")

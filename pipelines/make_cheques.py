@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import get_context
 
 from tqdm import tqdm
@@ -53,6 +53,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def add_cents_arguments(p: argparse.ArgumentParser, fraction: Callable[[str], float]) -> None:
+    """The options of how cents are written (`make_cheques`, `benchmark cheques`), each a
+    fraction parsed by `fraction`."""
+    p.add_argument("--raised-cents-fraction", type=fraction, default=0.0,
+                   help="write the cents of this fraction of the amounts small and raised "
+                        "(\"125⁰⁰\"), default 0")
+    p.add_argument("--underlined-cents-fraction", type=fraction, default=0.0,
+                   help="underline the raised cents of this fraction of the amounts written "
+                        "with them, default 0")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="make_cheques", description="Write synthetic cheques with labels.")
     p.add_argument("--split", required=True, choices=SPLITS,
@@ -68,12 +79,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rough-fraction", type=_fraction, default=0.0,
                    help="give this fraction of the (non-bitonal) cheques a rough scan: heavy "
                         "pen, faint ink, blur, noise, dust, shading, coarse JPEG (default 0)")
-    p.add_argument("--raised-cents-fraction", type=_fraction, default=0.0,
-                   help="write the cents of this fraction of the amounts small and raised "
-                        "(\"125⁰⁰\"), default 0")
-    p.add_argument("--underlined-cents-fraction", type=_fraction, default=0.0,
-                   help="underline the raised cents of this fraction of the amounts written "
-                        "with them, default 0")
+    add_cents_arguments(p, _fraction)
     p.add_argument("--digit-pool", default="all", choices=DIGIT_POOLS,
                    help="which of the split's digits to write with: all (default), or of the "
                         "training split the first 55,000 (fit: LeNet's training digits) or "
