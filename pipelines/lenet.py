@@ -275,9 +275,15 @@ def map_loss(penalties: torch.Tensor, targets: torch.Tensor, j: float = MAP_J) -
 
     E = y_correct + log(exp(-j) + sum_i exp(-y_i)); `penalties` (N, C), `targets` (N,) long.
     """
+    return map_losses(penalties, targets, j).mean()
+
+
+def map_losses(penalties: torch.Tensor, targets: torch.Tensor,
+               j: float = MAP_J) -> torch.Tensor:
+    """`map_loss` of each example, (N,)."""
     const = penalties.new_full((penalties.shape[0], 1), -j)
     lse = torch.logsumexp(torch.cat([const, -penalties], 1), dim=1)
-    return (penalties.gather(1, targets[:, None]).squeeze(1) + lse).mean()
+    return penalties.gather(1, targets[:, None]).squeeze(1) + lse
 
 
 def nll_loss(penalties: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -287,9 +293,15 @@ def nll_loss(penalties: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def loss_for(model: nn.Module, penalties: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The training criterion of `model`: MAP for the faithful net, NLL for the modern one."""
+    return losses_for(model, penalties, targets).mean()
+
+
+def losses_for(model: nn.Module, penalties: torch.Tensor,
+               targets: torch.Tensor) -> torch.Tensor:
+    """`loss_for` of each example, (N,)."""
     if isinstance(model, LeNet5):
-        return map_loss(penalties, targets)
-    return nll_loss(penalties, targets)
+        return map_losses(penalties, targets)
+    return penalties.gather(1, targets[:, None]).squeeze(1)
 
 
 def count_parameters(model: nn.Module) -> int:

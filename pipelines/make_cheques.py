@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import get_context
 
+import numpy as np
 from tqdm import tqdm
 
 from pipelines.cheques import (
     DIGIT_POOLS,
     FORMATS,
+    ChequeSample,
     derive_seed,
     digit_pool,
     encode_png,
@@ -94,16 +96,21 @@ def get_args_parser() -> argparse.ArgumentParser:
 _JOB: dict = {}
 
 
-def _make_one(index: int) -> tuple[bytes, dict]:
-    a = _JOB
-    bitonal = is_bitonal(a["bitonal"], a["seed"], index)
-    digits, first = digit_pool(a["split"], a["pool"])
-    sample = generate_cheque(derive_seed(a["seed"], index), a["split"], digits, a["format"],
-                             bitonal, a["fields_only"],
-                             has_raised_cents(a["raised"], a["seed"], index),
-                             has_underlined_cents(a["underlined"], a["seed"], index))
+def make_sample(job: dict, index: int) -> tuple[np.ndarray, ChequeSample]:
+    """Cheque `index` of the data set that `job` (the options of `make_cheques`, as in
+    `main`) describes: its image as written to disk (roughened where drawn) and its sample."""
+    bitonal = is_bitonal(job["bitonal"], job["seed"], index)
+    digits, first = digit_pool(job["split"], job["pool"])
+    sample = generate_cheque(derive_seed(job["seed"], index), job["split"], digits,
+                             job["format"], bitonal, job["fields_only"],
+                             has_raised_cents(job["raised"], job["seed"], index),
+                             has_underlined_cents(job["underlined"], job["seed"], index))
     sample.mnist_indices = [first + i for i in sample.mnist_indices]  # the split's numbering
-    image = roughened(sample.image, a["rough"], a["seed"], index, bitonal)
+    return roughened(sample.image, job["rough"], job["seed"], index, bitonal), sample
+
+
+def _make_one(index: int) -> tuple[bytes, dict]:
+    image, sample = make_sample(_JOB, index)
     return encode_png(image), to_label(sample, file_name(index))
 
 

@@ -31,6 +31,16 @@ def test_shipped_reader_reads_the_samples(reader):
     assert sum(right) >= 10, right  # the shipped reader reads 11 of the 12
 
 
+def test_isolated_lenet_reader_reads_the_samples():
+    """`reader-isolated.pt` (LeNet trained on character images only, its heads on amounts):
+    it reads all 12 samples; the bar leaves one for luck."""
+    isolated = load_reader(Path(__file__).resolve().parent.parent / "pipelines" / "weights"
+                           / "reader-isolated.pt")
+    right = [read_cheque(SAMPLES / rec["file"], isolated, grammar=rec["grammar"]).amount
+             == rec["amount"] for rec in LABELS]
+    assert sum(right) >= 11, right
+
+
 def test_reading_an_array_gives_the_same_answer_as_the_file(reader):
     from PIL import Image
 

@@ -1,0 +1,136 @@
+"""Module-by-module training: candidate labels, the weighted recognizer loss, the segmented
+training set and a short fine-tuning run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipelines.charset import RUBBISH, class_index
+from pipelines.lenet import LeNet5, LeNet5Modern, map_losses
+from pipelines.reader import ChequeReader
+from pipelines.recognition import NUM_FEATURES
+from pipelines.train_reader import (
+    IGNORE,
+    Candidates,
+    candidate_accuracy,
+    fine_tune_recognizer,
+    fit_segment_scorer,
+    label_boxes,
+    main,
+    recognizer_loss,
+    segmented_set,
+)
+
+# Two labelled characters side by side, '1' and '2', and a '.' after them.
+CHAR_BOXES = [(0, 0, 10, 20), (12, 0, 10, 20), (24, 16, 4, 4)]
+CHARS = ["1", "2", "."]
+
+
+def test_labels_take_the_best_fit_and_leave_near_misses_out() -> None:
+    boxes = [
+        (0, 0, 10, 20),   # the '1' exactly: the best fit (IoU 1)
+        (0, 1, 10, 19),   # the '1' less a row: IoU 0.95, within the positive band
+        (0, 0, 10, 16),   # IoU 0.8: a near miss, left out
+        (0, 0, 10, 11),   # the top half, IoU 0.55: matches, but a fragment, so rubbish
+        (0, 0, 22, 20),   # both digits: holds another character, rubbish
+        (12, 2, 10, 16),  # the '2''s only candidate, IoU 0.8: its best fit, so positive
+        (25, 17, 2, 2),   # inside the '.' box (its grey edges): the '.''s best fit
+        (50, 0, 5, 5),    # nothing there
+    ]
+    one, two, dot = class_index("1"), class_index("2"), class_index(".")
+    assert label_boxes(boxes, CHAR_BOXES, CHARS) == [
+        one, one, IGNORE, RUBBISH, RUBBISH, two, dot, RUBBISH]
+    assert label_boxes(boxes, [], []) == [RUBBISH] * len(boxes)
+
+
+def test_raised_digits_take_their_digits_class() -> None:
+    assert label_boxes([(0, 0, 10, 20)], [(0, 0, 10, 20)], ["⁵"]) == [class_index("5")]
+
+
+@pytest.mark.parametrize("arch", [LeNet5, LeNet5Modern])
+def test_recognizer_loss_weights_rubbish(arch) -> None:
+    torch.manual_seed(0)
+    model = arch()
+    penalties = model(torch.randn(6, 1, 32, 32))
+    targets = torch.tensor([0, RUBBISH, 3, RUBBISH, 5, 7])
+    if arch is LeNet5:
+        per = map_losses(penalties, targets)
+    else:
+        per = penalties[torch.arange(6), targets]
+    weight = torch.tensor([1.0, 0.25, 1.0, 0.25, 1.0, 1.0])
+    expected = (per * weight).sum() / weight.sum()
+    got = recognizer_loss(model, penalties, targets, rubbish_weight=0.25)
+    assert torch.allclose(got, expected)
+    assert torch.allclose(recognizer_loss(model, penalties, targets), per.mean())
+
+
+def _toy_candidates(n: int = 96) -> Candidates:
+    """Rubbish is a blank input, '1' a vertical bar, '7' a bar with a top stroke; a quarter of
+    the rows are IGNORE, all ink."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.full((n, 1, 32, 32), -0.1)
+    labels = torch.tensor([RUBBISH, class_index("1"), class_index("7"), IGNORE] * (n // 4))
+    x[labels == class_index("1"), 0, 6:26, 15:17] = 1.175
+    x[labels == class_index("7"), 0, 6:26, 15:17] = 1.175
+    x[labels == class_index("7"), 0, 6:8, 8:17] = 1.175
+    x[labels == IGNORE] = 1.175
+    x = x + 0.05 * torch.randn(x.shape, generator=gen)
+    features = torch.randn(n, NUM_FEATURES, generator=gen)
+    return Candidates(x.half(), features, labels, torch.arange(n) // 8)
+
+
+def test_fine_tuning_lowers_the_loss_and_learns_the_candidates() -> None:
+    torch.manual_seed(0)
+    reader = ChequeReader(LeNet5Modern())
+    cands = _toy_candidates()
+    losses = fine_tune_recognizer(reader, cands, epochs=10, lr=3e-3, seed=0, batch_size=16)
+    assert losses[-1] < 0.5 * losses[0]
+    true, rubbish = candidate_accuracy(reader, cands)
+    assert true == 1.0 and rubbish == 1.0
+
+
+def test_ignored_candidates_train_nothing() -> None:
+    cands = _toy_candidates(32)
+    other = cands.inputs.clone()
+    other[cands.labels == IGNORE] = -0.1
+    states = []
+    for inputs in (cands.inputs, other):
+        torch.manual_seed(0)
+        reader = ChequeReader(LeNet5Modern())
+        fine_tune_recognizer(reader, Candidates(inputs, cands.features, cands.labels,
+                                                cands.fields), epochs=1, lr=1e-3, seed=0,
+                             batch_size=8)
+        states.append(reader.recognizer.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_segment_scorer_fit_leaves_ignored_candidates_out() -> None:
+    torch.manual_seed(0)
+    reader = ChequeReader(LeNet5Modern())
+    cands = _toy_candidates()
+    nan_features = cands.features.clone()
+    nan_features[cands.labels == IGNORE] = float("nan")  # would poison the fit if used
+    cands = Candidates(cands.inputs, nan_features, cands.labels, cands.fields)
+    loss = fit_segment_scorer(reader, cands, max_iter=20)
+    assert loss == loss  # not NaN
+
+
+def test_segmented_set_is_the_same_with_two_workers() -> None:
+    one = segmented_set(4, seed=3, pool="fit", workers=1)
+    two = segmented_set(4, seed=3, pool="fit", workers=2)
+    assert torch.equal(one.inputs, two.inputs) and torch.equal(one.labels, two.labels)
+    assert torch.equal(one.fields, two.fields) and torch.equal(one.features, two.features)
+    assert set(one.fields.tolist()) <= {0, 1, 2, 3}
+    assert one.inputs.dtype == torch.float16 and one.inputs.shape[1:] == (1, 32, 32)
+    # every field's labelled characters are among its candidates' classes
+    true = (one.labels != RUBBISH) & (one.labels != IGNORE)
+    assert 0.05 < float(true.float().mean()) < 0.6
+
+
+@pytest.mark.parametrize("bad", [["--rubbish-weight", "0"], ["--rubbish-weight", "1.5"],
+                                 ["--lr", "0"]])
+def test_cli_refuses_bad_settings(bad, tmp_path, capsys) -> None:
+    assert main([*bad, "--out", str(tmp_path / "r.pt")]) == 2
+    assert "train reader:" in capsys.readouterr().err
+    assert not (tmp_path / "r.pt").exists()
