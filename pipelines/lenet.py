@@ -286,11 +286,6 @@ def map_losses(penalties: torch.Tensor, targets: torch.Tensor,
     return penalties.gather(1, targets[:, None]).squeeze(1) + lse
 
 
-def nll_loss(penalties: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of penalties that are already -log p: the correct one's mean."""
-    return penalties.gather(1, targets[:, None]).mean()
-
-
 def loss_for(model: nn.Module, penalties: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The training criterion of `model`: MAP for the faithful net, NLL for the modern one."""
     return losses_for(model, penalties, targets).mean()
@@ -298,7 +293,7 @@ def loss_for(model: nn.Module, penalties: torch.Tensor, targets: torch.Tensor) -
 
 def losses_for(model: nn.Module, penalties: torch.Tensor,
                targets: torch.Tensor) -> torch.Tensor:
-    """`loss_for` of each example, (N,)."""
+    """`loss_for` of each example, (N,); the modern net's penalties are already -log p."""
     if isinstance(model, LeNet5):
         return map_losses(penalties, targets)
     return penalties.gather(1, targets[:, None]).squeeze(1)
