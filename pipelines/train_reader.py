@@ -33,6 +33,7 @@ from pipelines.metrics import boxes_match, iou
 from pipelines.preparation import Prepared, prepare
 from pipelines.reader import ChequeReader, save_reader
 from pipelines.recognizer import DEFAULT_WEIGHTS, load_recognizer
+from pipelines.train_global import lr_factor
 
 MODERN_CHARS_WEIGHTS = DEFAULT_WEIGHTS.with_name("lenet5-modern.pt")
 
@@ -94,13 +95,14 @@ def _match(box: tuple[int, int, int, int],
     """(index, IoU) of the labelled character that `box` matches, or None."""
     if not char_boxes:
         return None
-    best = max(range(len(char_boxes)), key=lambda j: iou(box, char_boxes[j]))
+    fits = [iou(box, other) for other in char_boxes]
+    best = int(np.argmax(fits))
     if not boxes_match(box, char_boxes[best]):
         return None
     for j, other in enumerate(char_boxes):
         if j != best and overlap_fraction(other, box) > 0.5:
             return None
-    return best, iou(box, char_boxes[best])
+    return best, fits[best]
 
 
 def overlap_fraction(inner: Sequence[int], outer: Sequence[int]) -> float:
@@ -232,7 +234,7 @@ def fine_tune_recognizer(reader: ChequeReader, cands: Candidates, epochs: int, l
         for at in range(0, n, batch_size):
             idx = order[at : at + batch_size]
             for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                group["lr"] = lr * lr_factor("cosine", step, total_steps)
             step += 1
             opt.zero_grad()
             x = known.inputs[idx].to(device, torch.float32)
