@@ -3,13 +3,15 @@
 This is the module-by-module training that global training starts from (paper X: LeNet-5 first
 on isolated characters, then on characters segmented from cheques, rejecting non-characters):
 1. the isolated-character LeNet (a `train chars` checkpoint) is loaded;
-2. training-split amount fields are generated and over-segmented; each candidate character
-   takes the class of the labelled character it fits (`arc_labels`), is rubbish, or, when it
-   fits a character nearly but not best, is left out;
+2. training-split amount fields, and the fields the reader proposes on whole training
+   cheques, are generated and over-segmented; each candidate character takes the class of the
+   labelled character it fits (`arc_labels`), is rubbish, or, when it fits a character nearly
+   but not best, is left out;
 3. the segment scorer learns P(candidate is a true character | geometry) on those labels;
 4. LeNet is fine-tuned on the segmented candidates, one candidate at a time (character-level
    labels, never a whole amount);
-5. the field scorer is trained on training-split cheques (`pipelines.field_training`);
+5. the field scorer (trained first: it proposes the cheques' fields) is trained on
+   training-split cheques (`pipelines.field_training`) unless one is given;
 and everything is saved as one reader checkpoint.
 """
 
@@ -30,7 +32,7 @@ from torch import Tensor, nn
 from pipelines.charset import RUBBISH, class_index
 from pipelines.lenet import losses_for
 from pipelines.metrics import boxes_match, iou
-from pipelines.preparation import Prepared, prepare
+from pipelines.preparation import FieldChooser, Prepared, box_in_scan, prepare
 from pipelines.reader import ChequeReader, save_reader
 from pipelines.recognizer import DEFAULT_WEIGHTS, load_recognizer
 from pipelines.train_global import lr_factor
@@ -56,15 +58,19 @@ RUBBISH_WEIGHT = 0.35
 
 def arc_labels(prep: Prepared, char_boxes: Sequence[tuple[int, int, int, int]],
                chars: Sequence[str]) -> Tensor:
-    """Class of every candidate character of a prepared field (A,) long: the class of the
-    labelled character it fits best when its box matches it (`metrics.boxes_match`), holds no
-    other labelled character (so that a digit merged with its '.' is not the digit) and fits
-    it within POSITIVE_BAND of the IoU of the character's best-fitting candidate; IGNORE when
-    it matches so but fits less well, down to IGNORE_BAND; else RUBBISH."""
+    """Class of every candidate character of a prepared image (A,) long, its labelled boxes
+    `char_boxes` in the image's own pixels: the class of the labelled character it fits best
+    when its box matches it (`metrics.boxes_match`), holds no other labelled character (so
+    that a digit merged with its '.' is not the digit) and fits it within POSITIVE_BAND of the
+    IoU of the character's best-fitting candidate; IGNORE when it matches so but fits less
+    well, down to IGNORE_BAND; else RUBBISH."""
     boxes = []
     for field, seg in zip(prep.fields, prep.segmentations):
         fx, fy, _, _ = field.box
-        boxes += [(fx + int(x), fy + int(y), int(w), int(h)) for x, y, w, h in seg.field_boxes()]
+        # the page as read may be cut out, enlarged or straightened: back to the image's pixels
+        boxes += [box_in_scan((fx + int(x), fy + int(y), int(w), int(h)), field.turns,
+                              prep.image_shape, prep.to_scan, prep.scan_shape)
+                  for x, y, w, h in seg.field_boxes()]
     return torch.tensor(label_boxes(boxes, char_boxes, chars), dtype=torch.long)
 
 
@@ -119,27 +125,43 @@ class Candidates:
     inputs: Tensor  # (N, 1, 32, 32) float16 LeNet inputs (half the memory; exact enough)
     features: Tensor  # (N, F) float32 geometry for the segment scorer
     labels: Tensor  # (N,) long: a class, RUBBISH or IGNORE (`arc_labels`)
-    fields: Tensor  # (N,) long: the index of the field each came from
+    fields: Tensor  # (N,) long: the index of the image (field or cheque) each came from
 
     def select(self, keep: Tensor) -> Candidates:
         return Candidates(self.inputs[keep], self.features[keep], self.labels[keep],
                           self.fields[keep])
+
+    @staticmethod
+    def joined(parts: Sequence[Candidates]) -> Candidates:
+        """The candidates of all `parts`, their images numbered on (no two share an index)."""
+        offsets = np.cumsum([0] + [int(p.fields.max()) + 1 if len(p.fields) else 0
+                                   for p in parts[:-1]])
+        return Candidates(torch.cat([p.inputs for p in parts]),
+                          torch.cat([p.features for p in parts]),
+                          torch.cat([p.labels for p in parts]),
+                          torch.cat([p.fields + int(o) for p, o in zip(parts, offsets)]))
 
 
 # How the training fields are written (`make_cheques.make_sample`'s options): mixed US/EU
 # amounts, 10% bitonal, 10% with raised cents, as the global training cheques are.
 FIELD_JOB = {"split": "train", "format": "mixed", "bitonal": 0.1, "fields_only": True,
              "rough": 0.0, "raised": 0.1, "underlined": 0.0}
+# Whole cheques written the same way: their candidates are those of the fields the reader
+# proposes, cut as it cuts them (box sides, printed words and lines, other fields' ink).
+CHEQUE_JOB = dict(FIELD_JOB, fields_only=False)
 
 
-def segmented_field(job: dict, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Field `index` of the data set `job` describes, over-segmented: its candidates' LeNet
-    inputs (float16), geometry features and labels; None when no ink is found."""
+def segmented_sample(job: dict, index: int, field_scorer: FieldChooser | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Image `index` of the data set `job` describes (an amount field, or a whole cheque whose
+    fields `field_scorer` proposes as the reader's proposer does), over-segmented: its
+    candidates' LeNet inputs (float16), geometry features and labels; None when no ink is
+    found."""
     from pipelines.make_cheques import make_sample
 
     image, sample = make_sample(job, index)
     try:
-        prep = prepare(image, is_field=True)
+        prep = prepare(image, is_field=job["fields_only"], field_scorer=field_scorer)
     except ValueError:
         return None
     labels = arc_labels(prep, [c.box for c in sample.chars], [c.char for c in sample.chars])
@@ -147,9 +169,12 @@ def segmented_field(job: dict, index: int) -> tuple[np.ndarray, np.ndarray, np.n
     return prep.inputs.astype(np.float16), features, labels.numpy()
 
 
-def segmented_set(n: int, seed: int, pool: str = "fit", workers: int = 1) -> Candidates:
-    """The candidates of `n` training-split amount fields written with the digits of `pool`
-    (`cheques.digit_pool`), segmented by `workers` processes."""
+def segmented_set(n: int, seed: int, pool: str = "fit", workers: int = 1,
+                  job: dict = FIELD_JOB, field_scorer: FieldChooser | None = None
+                  ) -> Candidates:
+    """The candidates of `n` training-split images that `job` describes (amount fields by
+    default; CHEQUE_JOB: whole cheques, their fields proposed by `field_scorer`) written with
+    the digits of `pool` (`cheques.digit_pool`), segmented by `workers` processes."""
     from functools import partial
     from multiprocessing import get_context
 
@@ -157,10 +182,11 @@ def segmented_set(n: int, seed: int, pool: str = "fit", workers: int = 1) -> Can
 
     from pipelines.cheques import digit_pool
 
-    job = dict(FIELD_JOB, seed=seed, pool=pool)
+    job = dict(job, seed=seed, pool=pool)
     digit_pool(job["split"], pool)  # load once before forking
-    one = partial(segmented_field, job)
-    bar = partial(tqdm, total=n, desc="segmenting fields", unit="field", file=sys.stderr)
+    one = partial(segmented_sample, job, field_scorer=field_scorer)
+    what = "fields" if job["fields_only"] else "cheques"
+    bar = partial(tqdm, total=n, desc=f"segmenting {what}", unit="image", file=sys.stderr)
     if workers <= 1:
         rows = list(bar(map(one, range(n))))
     else:
@@ -168,7 +194,7 @@ def segmented_set(n: int, seed: int, pool: str = "fit", workers: int = 1) -> Can
             rows = list(bar(procs.imap(one, range(n), chunksize=16)))
     kept = [(i, r) for i, r in enumerate(rows) if r is not None]
     if not kept:
-        raise ValueError("no training field held readable ink")
+        raise ValueError(f"no training {what[:-1]} held readable ink")
     return Candidates(
         torch.from_numpy(np.concatenate([r[0] for _, r in kept])),
         torch.from_numpy(np.concatenate([r[1] for _, r in kept])),
@@ -275,6 +301,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "the net the shipped readers are built on)")
     p.add_argument("--n", type=int_at_least(1), default=8000,
                    help="training fields to segment (8000)")
+    p.add_argument("--cheques", type=int_at_least(0), default=8000,
+                   help="training cheques whose proposed fields are segmented too, as the "
+                        "reader cuts them (8000)")
     p.add_argument("--val", type=int_at_least(0), default=500,
                    help="validation fields, written with the held-out digits (500)")
     p.add_argument("--digit-pool", choices=DIGIT_POOLS, default="fit",
@@ -308,9 +337,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     start = time.time()
+    from pipelines.field_training import fit_field_scorer, load_scorer
+
     try:
         reader = ChequeReader(load_recognizer(args.chars))
-        train = segmented_set(args.n, args.seed, args.digit_pool, args.workers)
+        if args.field_scorer is not None:
+            scorer = load_scorer(args.field_scorer)
+        else:
+            scorer, metrics = fit_field_scorer(n=args.field_cheques, seed=args.seed)
+            print(f"field scorer: {metrics}")
+        parts = [segmented_set(args.n, args.seed, args.digit_pool, args.workers)]
+        if args.cheques:
+            parts.append(segmented_set(args.cheques, args.seed + 2, args.digit_pool,
+                                       args.workers, CHEQUE_JOB, scorer))
+        train = Candidates.joined(parts)
         val = (segmented_set(args.val, args.seed + 1, "held-out", args.workers)
                if args.val else None)
     except ValueError as err:  # a bad checkpoint, MNIST missing
@@ -337,19 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         fine_tune_recognizer(reader, train, args.epochs, args.lr, args.seed,
                              rubbish_weight=args.rubbish_weight, report=report)
-    from pipelines.field_training import fit_field_scorer, load_scorer
-
-    if args.field_scorer is not None:
-        scorer = load_scorer(args.field_scorer)
-    else:
-        scorer, metrics = fit_field_scorer(n=args.field_cheques, seed=args.seed)
-        print(f"field scorer: {metrics}")
     reader.field_scorer.load_state_dict(scorer.state_dict())
     reader.field_proposer.load_state_dict(scorer.state_dict())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_reader(reader, args.out, config={"command": " ".join(sys.argv), "seed": args.seed,
-                                          "n": args.n, "epochs": args.epochs,
-                                          "digit_pool": args.digit_pool,
+                                          "n": args.n, "cheques": args.cheques,
+                                          "epochs": args.epochs, "digit_pool": args.digit_pool,
                                           "rubbish_weight": args.rubbish_weight})
     print(f"wrote {args.out} in {time.time() - start:.0f} s")
     return 0

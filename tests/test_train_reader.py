@@ -11,8 +11,11 @@ from pipelines.lenet import LeNet5, LeNet5Modern, map_losses
 from pipelines.reader import ChequeReader
 from pipelines.recognition import NUM_FEATURES
 from pipelines.train_reader import (
+    CHEQUE_JOB,
+    FIELD_JOB,
     IGNORE,
     Candidates,
+    arc_labels,
     candidate_accuracy,
     fine_tune_recognizer,
     fit_segment_scorer,
@@ -126,6 +129,45 @@ def test_segmented_set_is_the_same_with_two_workers() -> None:
     # every field's labelled characters are among its candidates' classes
     true = (one.labels != RUBBISH) & (one.labels != IGNORE)
     assert 0.05 < float(true.float().mean()) < 0.6
+
+
+def _true_share(labels: torch.Tensor) -> float:
+    return float(((labels != RUBBISH) & (labels != IGNORE)).float().mean())
+
+
+def test_cheque_candidates_are_labelled_in_the_scan() -> None:
+    from pipelines.field_training import load_scorer
+    from pipelines.reader import DEFAULT_READER_WEIGHTS
+
+    scorer = load_scorer(DEFAULT_READER_WEIGHTS.with_name("field_scorer.pt"))
+    cands = segmented_set(3, seed=5, pool="fit", job=CHEQUE_JOB, field_scorer=scorer)
+    # the amount's characters are found among the proposed fields' candidates
+    assert 0.05 < _true_share(cands.labels) < 0.6
+    assert set(cands.fields.tolist()) <= {0, 1, 2}
+
+
+def test_labels_of_an_enlarged_field_are_taken_back_to_its_pixels() -> None:
+    import cv2
+
+    from pipelines.make_cheques import make_sample
+    from pipelines.preparation import MIN_FIELD_HEIGHT, prepare
+
+    image, sample = make_sample(dict(FIELD_JOB, seed=1, pool="fit"), 0)
+    k = (MIN_FIELD_HEIGHT - 8) / image.shape[0]  # too low a field: the reader enlarges it
+    small = cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    boxes = [tuple(round(v * k) for v in c.box) for c in sample.chars]
+    prep = prepare(small, is_field=True)
+    assert prep.to_scan is not None  # read enlarged
+    labels = arc_labels(prep, boxes, [c.char for c in sample.chars])
+    assert _true_share(labels) > 0.05
+
+
+def test_joined_candidates_number_their_images_on() -> None:
+    a, b = _toy_candidates(), _toy_candidates()
+    both = Candidates.joined([a, b])
+    assert len(both.labels) == len(a.labels) + len(b.labels)
+    assert torch.equal(both.fields[: len(a.fields)], a.fields)
+    assert int(both.fields[len(a.fields):].min()) == int(a.fields.max()) + 1
 
 
 @pytest.mark.parametrize("bad", [["--rubbish-weight", "0"], ["--rubbish-weight", "1.5"],
