@@ -301,9 +301,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "the net the shipped readers are built on)")
     p.add_argument("--n", type=int_at_least(1), default=8000,
                    help="training fields to segment (8000)")
-    p.add_argument("--cheques", type=int_at_least(0), default=8000,
+    p.add_argument("--cheques", type=int_at_least(0), default=16000,
                    help="training cheques whose proposed fields are segmented too, as the "
-                        "reader cuts them (8000)")
+                        "reader cuts them (16000)")
     p.add_argument("--val", type=int_at_least(0), default=500,
                    help="validation fields, written with the held-out digits (500)")
     p.add_argument("--digit-pool", choices=DIGIT_POOLS, default="fit",
