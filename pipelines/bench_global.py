@@ -20,7 +20,7 @@ from pathlib import Path
 from pipelines.bench_cheques import draw_curve, print_table, run_reader, score, synthetic_cases
 from pipelines.cli import output_problem, positive_int
 from pipelines.metrics import error_reject_curve
-from pipelines.reader import DEFAULT_READER_WEIGHTS, load_reader, save_reader
+from pipelines.reader import DEFAULT_READER_WEIGHTS, load_trainable_reader, save_reader
 from pipelines.train_global import CRITERIA, GlobalConfig, train_global
 
 # The shipped reader before global training (its model card: pipelines/weights/README.md): the
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if global_path is None:
             fields = args.field or not args.train_cheques
             examples = train_examples(args.train_n, args.train_seed, fields, args.format)
-            reader = load_reader(isolated)
+            reader = load_trainable_reader(isolated)
             cfg = GlobalConfig(args.criterion, args.epochs, args.batch_size, args.lr,
                                args.lr_head, seed=args.train_seed, val_frac=args.val_frac,
                                is_field=fields)

@@ -8,8 +8,8 @@ be trained globally; `read_cheque` is the one-call function for library users.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,11 @@ from pipelines.recognizer import load_recognizer
 if TYPE_CHECKING:
     from pipelines.images import Page
 
-DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader.pt"
+# The shipped readers: the default reads with a mixture of two readers trained apart
+# (`save_mixture`); TRAINED_READER_WEIGHTS, the globally trained reader, is where training
+# starts by default.
+DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader-mixture.pt"
+TRAINED_READER_WEIGHTS = DEFAULT_READER_WEIGHTS.with_name("reader.pt")
 DEFAULT_REJECT_BELOW = 0.5
 # A reading less confident than this is tried again with the scan turned upside down, keeping
 # a more confident reading. On 300 training-split cheques,
@@ -177,6 +181,34 @@ class ChequeReader(nn.Module):
         return gtn.compose_pairs(list(interpretations), self.writings(grammar, amounts))
 
 
+class ReaderMixture:
+    """Readers that read together, inference only: each reads the same prepared images (they
+    share one field proposer, so the images are prepared once) and `mixture_readings` combines
+    their amount posteriors. Readers trained apart (one with a LeNet of its own) make
+    different mistakes: see the model card for what two of them gain."""
+
+    def __init__(self, members: Sequence[ChequeReader]) -> None:
+        if len(members) < 2:
+            raise ValueError(f"a mixture needs at least two readers, got {len(members)}")
+        first = members[0].field_proposer.state_dict()
+        for k, m in enumerate(members[1:], 2):
+            mine = m.field_proposer.state_dict()
+            if any(not torch.equal(v, mine[name]) for name, v in first.items()):
+                raise ValueError(f"reader {k} of the mixture proposes fields with other weights "
+                                 "than reader 1: the readers of a mixture must share their "
+                                 "field proposer")
+        self.members = list(members)
+
+    @property
+    def field_proposer(self) -> FieldScorer:
+        return self.members[0].field_proposer
+
+    def eval(self) -> ReaderMixture:
+        for m in self.members:
+            m.eval()
+        return self
+
+
 def _decode(graph: gtn.Graph, arcs: list[int], prep: Prepared) -> Reading:
     """The best path (arc indices) of an amount graph as a Reading (confidence filled in
     later)."""
@@ -222,37 +254,100 @@ def union_box(boxes: Sequence[tuple[int, int, int, int]], margin: int = 4
 
 
 @torch.no_grad()
-def decode_batch(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
-                 reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0
+def decode_batch(reader: ChequeReader | ReaderMixture, batch: Sequence[Prepared],
+                 grammar: str, reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0
                  ) -> list[Reading]:
     """Viterbi readings of prepared images, with the confidence of each: the posterior of the
-    best amount (forward score of its paths minus that of all paths)."""
+    best amount (forward score of its paths minus that of all paths). A mixture of readers
+    reads with each and takes `mixture_readings`."""
+    if isinstance(reader, ReaderMixture):
+        return mixture_readings([_best_readings(m, batch, grammar, alternatives)
+                                 for m in reader.members], reject_below)
+    readings, _ = _best_readings(reader, batch, grammar, alternatives)
+    for r in readings:
+        r.rejected = r.amount is None or r.confidence < reject_below
+    return readings
+
+
+# The log posterior of amounts read from prepared images: [(image index, amount), ...] ->
+# log p(amount | image), -inf where no path reads it.
+LogPosteriors = Callable[[Sequence[tuple[int, str]]], list[float]]
+
+
+def _best_readings(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
+                   alternatives: int) -> tuple[list[Reading], LogPosteriors]:
+    """The Viterbi reading of each prepared image with its confidence (not yet rejected or
+    not), and the log posterior of any other amounts of the same images."""
     interpretations = reader.interpretation_graphs(batch)
     graphs = reader.with_grammar(interpretations, grammar)
     readings = [_decode(g, arcs, p) for g, arcs, p in zip(graphs, gtn.viterbi_paths(graphs),
                                                           batch)]
-    scored = [i for i, r in enumerate(readings) if r.amount is not None]
-    if scored:
-        constrained = reader.constrained_graphs(
-            [interpretations[i] for i in scored], grammar,
-            [readings[i].amount for i in scored])  # type: ignore[misc]
-        post = gtn.forward_score(constrained) - gtn.forward_score([graphs[i] for i in scored])
-        for i, lp in zip(scored, post.tolist()):
-            conf = float(np.exp(min(lp, 0.0)))
-            readings[i].confidence = conf
-            readings[i].rejected = conf < reject_below
+    totals: dict[int, torch.Tensor] = {}  # forward score of each image's whole amount graph
+
+    def log_posteriors(pairs: Sequence[tuple[int, str]]) -> list[float]:
+        if not pairs:
+            return []
+        todo = sorted({i for i, _ in pairs} - totals.keys())
+        if todo:
+            totals.update(zip(todo, gtn.forward_score([graphs[i] for i in todo])))
+        constrained = reader.constrained_graphs([interpretations[i] for i, _ in pairs], grammar,
+                                                [a for _, a in pairs])
+        whole = torch.stack([totals[i] for i, _ in pairs])
+        return (gtn.forward_score(constrained) - whole).tolist()
+
+    scored = [(i, r.amount) for i, r in enumerate(readings) if r.amount is not None]
+    for (i, _), lp in zip(scored, log_posteriors(scored)):
+        readings[i].confidence = float(np.exp(min(lp, 0.0)))
     if alternatives:
         for g, r in zip(graphs, readings):
             r.alternatives = [(labels_to_amount(list(o)), float(s))
                               for o, s in gtn.nbest(g, alternatives)]
-    return readings
+    return readings, log_posteriors
 
 
-def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeReader:
-    """The reader with trained weights: a whole-reader checkpoint (default: the shipped one),
-    or a recognizer-only checkpoint (the other parts then start untrained). LeNet runs on
-    `device`; the graphs and the small scorers stay on the CPU, where the graph operations
-    are fast (`interpretation_graphs` brings LeNet's penalties back)."""
+def mixture_readings(members: Sequence[tuple[list[Reading], LogPosteriors]],
+                     reject_below: float = DEFAULT_REJECT_BELOW) -> list[Reading]:
+    """Readings of a mixture of readers with equal weights, from each member's
+    `_best_readings` of the same images. The amount read is, among the members' best
+    amounts, the one whose mean posterior over the members is highest (the sum rule: a
+    member without a path gives every amount 0), and that mean is its confidence. The text,
+    field and segments are those of the member that gives the amount the highest posterior
+    among those that read it."""
+    n = len(members[0][0])
+    candidates = [list(dict.fromkeys(rs[i].amount for rs, _ in members
+                                     if rs[i].amount is not None)) for i in range(n)]
+    posterior: list[dict[tuple[int, str], float]] = []  # of each member
+    for readings, log_posteriors in members:
+        known = {(i, r.amount): r.confidence for i, r in enumerate(readings)
+                 if r.amount is not None}
+        # a member that found no path gives every amount 0 (its graph has no complete path)
+        others = [(i, a) for i, r in enumerate(readings) if r.amount is not None
+                  for a in candidates[i] if a != r.amount]
+        known.update((pair, float(np.exp(min(lp, 0.0))))
+                     for pair, lp in zip(others, log_posteriors(others)))
+        posterior.append(known)
+    out = []
+    for i in range(n):
+        if not candidates[i]:
+            out.append(replace(members[0][0][i], rejected=True))
+            continue
+        mean = {a: sum(p.get((i, a), 0.0) for p in posterior) / len(members)
+                for a in candidates[i]}
+        best = max(candidates[i], key=lambda a: mean[a])  # ties: the first member's
+        source = max((m for m, (rs, _) in enumerate(members) if rs[i].amount == best),
+                     key=lambda m: posterior[m][(i, best)])
+        out.append(replace(members[source][0][i], confidence=mean[best],
+                           rejected=mean[best] < reject_below))
+    return out
+
+
+def load_reader(path: str | Path | None = None, device: str = "cpu"
+                ) -> ChequeReader | ReaderMixture:
+    """The reader with trained weights: a whole-reader checkpoint (default: the shipped one,
+    a mixture of readers), a mixture of such (`save_mixture`), or a recognizer-only
+    checkpoint (the other parts then start untrained). LeNet runs on `device`; the graphs and
+    the small scorers stay on the CPU, where the graph operations are fast
+    (`interpretation_graphs` brings LeNet's penalties back)."""
     target = Path(path) if path is not None else DEFAULT_READER_WEIGHTS
     if path is None and not target.exists():
         return ChequeReader(load_recognizer(None, device)).eval()
@@ -264,20 +359,48 @@ def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeRe
         raise ValueError(f"weights file {target} is not a readable checkpoint: {err}") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"weights file {target} does not hold a checkpoint dictionary")
+    if ckpt.get("kind") == "mixture":
+        members = ckpt.get("members")
+        if not isinstance(members, list) or not all(
+                isinstance(m, dict) and m.get("kind") == "reader" for m in members):
+            raise ValueError(f"weights file {target} is a mixture without a list of reader "
+                             "checkpoints")
+        return ReaderMixture([_reader_from(m, f"{target} (reader {k})", device)
+                              for k, m in enumerate(members, 1)]).eval()
     if ckpt.get("kind") != "reader":
         return ChequeReader(load_recognizer(target, device)).eval()
+    return _reader_from(ckpt, str(target), device)
+
+
+def load_trainable_reader(path: str | Path | None = None, device: str = "cpu"
+                          ) -> ChequeReader:
+    """`load_reader` of a checkpoint that can be trained (one reader, not a mixture); the
+    default is the globally trained reader, TRAINED_READER_WEIGHTS (an untrained reader around
+    the shipped recognizer where that file is missing)."""
+    target = Path(path) if path is not None else TRAINED_READER_WEIGHTS
+    if path is None and not target.exists():
+        return ChequeReader(load_recognizer(None, device)).eval()
+    reader = load_reader(target, device)
+    if isinstance(reader, ReaderMixture):
+        raise ValueError(f"weights file {target} is a mixture of readers, which reads but does "
+                         "not train: start from one of its readers")
+    return reader
+
+
+def _reader_from(ckpt: dict, name: str, device: str) -> ChequeReader:
+    """The reader of a whole-reader checkpoint dictionary (`name` says where it came from)."""
     from pipelines.recognizer import build_model
 
     version = ckpt.get("grammar_version")
     if version not in (GRAMMAR_VERSION, OLDER_GRAMMAR_VERSION):
-        raise ValueError(f"weights file {target} was made for another version of the amount "
+        raise ValueError(f"weights file {name} was made for another version of the amount "
                          f"grammars ({version}, this reader has "
                          f"{GRAMMAR_VERSION}); retrain it with `python -m pipelines.train`")
     reader = ChequeReader(build_model(ckpt["arch"]))
     state = dict(ckpt["state_dict"])
     older: dict[str, torch.Tensor] = {}
     if version == OLDER_GRAMMAR_VERSION:  # made before raised cents: see load_older
-        older = {name: state.get(f"grammars.{name}.weight") for name in reader.grammars}
+        older = {g: state.get(f"grammars.{g}.weight") for g in reader.grammars}
         state = {k: v for k, v in state.items() if not k.startswith("grammars.")}
         state.update({k: v for k, v in reader.state_dict().items()
                       if k.startswith(("raised_scorer.", "grammars.")) and k not in state})
@@ -286,12 +409,12 @@ def load_reader(path: str | Path | None = None, device: str = "cpu") -> ChequeRe
                       if k.startswith("field_scorer.")})
     try:
         reader.load_state_dict(state)
-        for name, weight in older.items():
+        for grammar, weight in older.items():
             if weight is None:
-                raise KeyError(f"grammars.{name}.weight")
-            reader.grammars[name].load_older(weight)
+                raise KeyError(f"grammars.{grammar}.weight")
+            reader.grammars[grammar].load_older(weight)
     except (RuntimeError, KeyError, ValueError) as err:
-        raise ValueError(f"weights file {target} does not fit the reader: {err}") from None
+        raise ValueError(f"weights file {name} does not fit the reader: {err}") from None
     reader.recognizer.to(device)
     return reader.eval()
 
@@ -303,8 +426,24 @@ def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None
                 "state_dict": reader.state_dict(), **extra}, Path(path))
 
 
-def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.ndarray],
-               preps: Sequence[Prepared], readings: Sequence[Reading], is_field: bool,
+def save_mixture(paths: Sequence[str | Path], out: str | Path, **extra: object) -> None:
+    """One checkpoint holding the whole-reader checkpoints at `paths`, read as a mixture.
+    Raises ValueError when one is not a whole reader or they do not share a field proposer."""
+    members = []
+    for path in paths:
+        load_reader(path)  # a missing or unreadable file: its own message
+        members.append(torch.load(Path(path), map_location="cpu", weights_only=True))
+        if members[-1].get("kind") != "reader":
+            raise ValueError(f"weights file {path} is not a whole reader (a mixture or a "
+                             "recognizer): a mixture is made of whole readers")
+    # the same field proposer for all, or ValueError
+    ReaderMixture([_reader_from(m, str(p), "cpu") for m, p in zip(members, paths)])
+    torch.save({"kind": "mixture", "members": members, **extra}, Path(out))
+
+
+def read_again(reader: ChequeReader | ReaderMixture,
+               sources: Sequence[bytes | str | Path | np.ndarray], preps: Sequence[Prepared],
+               readings: Sequence[Reading], is_field: bool,
                grammars: Sequence[str], reject_below: float = DEFAULT_REJECT_BELOW,
                alternatives: int = 0, keep_images: bool = False
                ) -> dict[int, tuple[Prepared, Reading]]:
@@ -343,8 +482,9 @@ def read_again(reader: ChequeReader, sources: Sequence[bytes | str | Path | np.n
     return better
 
 
-def second_looks(reader: ChequeReader, gray: np.ndarray, first: Prepared, is_field: bool,
-                 faint: bool, turn: bool, keep_images: bool) -> list[tuple[Prepared, bool]]:
+def second_looks(reader: ChequeReader | ReaderMixture, gray: np.ndarray, first: Prepared,
+                 is_field: bool, faint: bool, turn: bool, keep_images: bool
+                 ) -> list[tuple[Prepared, bool]]:
     """The views `read_again` reads of an image: with `faint`, its first preparation with the
     fields of a search in a pale pen's ink; with `turn`, the image upside down. (view, whether
     the faint-pen one) each. A look that fails unexpectedly (a bug) is left out: a second look
@@ -369,7 +509,7 @@ def fits_badly(reading: Reading) -> bool:
     return bool(pens) and sum(pens) / len(pens) > RETRY_PENALTY
 
 
-def read_prepared(reader: ChequeReader, preps: Sequence[Prepared],
+def read_prepared(reader: ChequeReader | ReaderMixture, preps: Sequence[Prepared],
                   sources: Sequence[bytes | str | Path | np.ndarray], is_field: bool,
                   grammar: str, reject_below: float = DEFAULT_REJECT_BELOW,
                   alternatives: int = 0, keep_images: bool = False
@@ -382,7 +522,8 @@ def read_prepared(reader: ChequeReader, preps: Sequence[Prepared],
     return [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
 
 
-def read_cheque(image: np.ndarray | str | Path | Page, reader: ChequeReader | None = None,
+def read_cheque(image: np.ndarray | str | Path | Page,
+                reader: ChequeReader | ReaderMixture | None = None,
                 grammar: str = "us", is_field: bool = False,
                 reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
     """Read the amount of one cheque scan (a path, `images.Page(path, k)` for page k (from 0)

@@ -1,5 +1,5 @@
-"""`python -m pipelines.train chars|reader|global ...`: train the recognizer, then the whole
-reader."""
+"""`python -m pipelines.train chars|reader|global|mixture ...`: train the recognizer, then the
+whole reader; put readers together."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ COMMANDS = {
     "chars": ("pipelines.train_chars", "train LeNet-5 on isolated characters (MNIST + synthetic)"),
     "reader": ("pipelines.train_reader", "assemble the reader; train its modules one by one"),
     "global": ("pipelines.train_global", "train the whole reader end to end from amounts"),
+    "mixture": ("pipelines.train_mixture", "one weights file that reads with several readers"),
 }
 
 

@@ -46,10 +46,10 @@ from pipelines.cli import output_problem, positive_int
 from pipelines.datasets import BadRow, BadRowsError, Example, load_examples
 from pipelines.preparation import Prepared, prepare
 from pipelines.reader import (
-    DEFAULT_READER_WEIGHTS,
+    TRAINED_READER_WEIGHTS,
     ChequeReader,
     decode_batch,
-    load_reader,
+    load_trainable_reader,
     save_reader,
 )
 
@@ -371,7 +371,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="folder with labels.jsonl (make_cheques) or a CSV 'path,amount[,grammar]'")
     p.add_argument("--field", action="store_true", help="images are amount fields, not cheques")
     p.add_argument("--criterion", choices=CRITERIA, default="forward")
-    p.add_argument("--init", type=Path, help=f"starting reader (default {DEFAULT_READER_WEIGHTS})")
+    p.add_argument("--init", type=Path, help=f"starting reader (default {TRAINED_READER_WEIGHTS})")
     p.add_argument("--grammar", choices=GRAMMARS, default="us",
                    help="grammar of rows whose label names none (us)")
     p.add_argument("--epochs", type=int, default=3)
@@ -421,9 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            args.clip, args.seed, args.val_frac, args.field,
                            lr_schedule=args.lr_schedule, train_only=args.train_only)
         examples = load_examples(args.data, args.grammar, args.skip_bad, log)
-        reader = load_reader(args.init)
-        if args.init is None and not DEFAULT_READER_WEIGHTS.exists():
-            log(f"warning: {DEFAULT_READER_WEIGHTS} is missing; starting from an untrained "
+        reader = load_trainable_reader(args.init)
+        if args.init is None and not TRAINED_READER_WEIGHTS.exists():
+            log(f"warning: {TRAINED_READER_WEIGHTS} is missing; starting from an untrained "
                 "reader around the shipped recognizer")
         start = time.perf_counter()
         result = train_global(reader, examples, cfg, args.checkpoint or

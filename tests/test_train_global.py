@@ -184,7 +184,7 @@ def test_global_training_on_cheques_trains_the_field_scorer_not_the_proposer() -
     pytest.importorskip("cv2")
     from pipelines.cheques import generate_cheques
     from pipelines.datasets import Example
-    from pipelines.reader import load_reader
+    from pipelines.reader import load_trainable_reader
     from pipelines.train_global import train_global
 
     try:
@@ -193,7 +193,7 @@ def test_global_training_on_cheques_trains_the_field_scorer_not_the_proposer() -
         pytest.skip(str(err))
     examples = [Example(f"mem:{i}", s.amount, s.grammar, image=s.image)
                 for i, s in enumerate(samples)]
-    reader = load_reader()
+    reader = load_trainable_reader()
     proposer = {k: v.clone() for k, v in reader.field_proposer.state_dict().items()}
     scorer = {k: v.clone() for k, v in reader.field_scorer.state_dict().items()}
     cfg = GlobalConfig(epochs=1, batch_size=3, val_frac=0.0, lr_head=1e-2)
@@ -208,7 +208,7 @@ def test_training_only_raised_cents_changes_only_their_parameters() -> None:
     pytest.importorskip("cv2")
     from pipelines.cheques import generate_cheques
     from pipelines.datasets import Example
-    from pipelines.reader import load_reader
+    from pipelines.reader import load_trainable_reader
     from pipelines.train_global import train_global
 
     try:
@@ -217,7 +217,7 @@ def test_training_only_raised_cents_changes_only_their_parameters() -> None:
         pytest.skip(str(err))
     examples = [Example(f"mem:{i}", s.amount, s.grammar, image=s.image)
                 for i, s in enumerate(samples)]
-    reader = load_reader()
+    reader = load_trainable_reader()
     before = {k: v.clone() for k, v in reader.state_dict().items()}
     cfg = GlobalConfig(epochs=1, batch_size=2, val_frac=0.0, is_field=True, lr_head=1e-2,
                        train_only="raised")
