@@ -97,6 +97,12 @@ class Reading:
 # cheques, see the model card).
 CLASS_BEAM = 12.0
 LENET_CHUNK = 256  # characters per LeNet call when reading
+# A mixture of readers asks its other readers only where its first one reads with a confidence
+# under this; above it, that reading stands with its own confidence. On 3,200 validation
+# cheques, asking the others where the first was at least this sure turned no cheque from
+# right to wrong or back (nor the error at 5% and 10% reject), and not asking spares the second
+# decoding of 56% of them (at 0.9: 68%, with error at 10% reject 3.75% instead of 3.68%).
+ASK_OTHERS_BELOW = 0.95
 
 
 class ChequeReader(nn.Module):
@@ -259,13 +265,25 @@ def decode_batch(reader: ChequeReader | ReaderMixture, batch: Sequence[Prepared]
                  ) -> list[Reading]:
     """Viterbi readings of prepared images, with the confidence of each: the posterior of the
     best amount (forward score of its paths minus that of all paths). A mixture of readers
-    reads with each and takes `mixture_readings`."""
-    if isinstance(reader, ReaderMixture):
-        return mixture_readings([_best_readings(m, batch, grammar, alternatives)
-                                 for m in reader.members], reject_below)
-    readings, _ = _best_readings(reader, batch, grammar, alternatives)
+    reads with its first reader, and where that one is less sure than ASK_OTHERS_BELOW also
+    with the others, taking `mixture_readings`."""
+    members = reader.members if isinstance(reader, ReaderMixture) else [reader]
+    readings, first_posteriors = _best_readings(members[0], batch, grammar, alternatives)
     for r in readings:
         r.rejected = r.amount is None or r.confidence < reject_below
+    unsure = [i for i, r in enumerate(readings) if r.confidence < ASK_OTHERS_BELOW]
+    if len(members) == 1 or not unsure:
+        return readings
+    sub = [batch[i] for i in unsure]
+
+    def first_on_sub(pairs: Sequence[tuple[int, str]]) -> list[float]:
+        return first_posteriors([(unsure[i], a) for i, a in pairs])
+
+    mixed = mixture_readings([([readings[i] for i in unsure], first_on_sub)]
+                             + [_best_readings(m, sub, grammar, alternatives)
+                                for m in members[1:]], reject_below)
+    for i, r in zip(unsure, mixed):
+        readings[i] = r
     return readings
 
 

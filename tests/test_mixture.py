@@ -80,10 +80,12 @@ def trained():
     return load_trainable_reader()
 
 
-def test_a_mixture_of_a_reader_with_itself_reads_as_the_reader(trained):
-    from pipelines.preparation import prepare
+def test_a_mixture_of_a_reader_with_itself_reads_as_the_reader(trained, monkeypatch):
+    from pipelines import reader as reader_module
     from pipelines.images import load_gray
+    from pipelines.preparation import prepare
 
+    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", 1.1)  # mix every reading
     prep = prepare(load_gray(SAMPLE), field_scorer=trained.field_proposer)
     alone = decode_batch(trained, [prep], "us")[0]
     both = decode_batch(ReaderMixture([trained, trained]), [prep], "us")[0]
@@ -91,12 +93,15 @@ def test_a_mixture_of_a_reader_with_itself_reads_as_the_reader(trained):
     assert both.confidence == pytest.approx(alone.confidence, abs=1e-9)
 
 
-def test_the_mixture_confidence_is_the_mean_of_the_members_posteriors(trained):
-    """Against each member's posterior of the amount read, from its own graphs."""
+def test_the_mixture_confidence_is_the_mean_of_the_members_posteriors(trained, monkeypatch):
+    """Against each member's posterior of the amount read, from its own graphs (the second
+    reader asked however sure the first is)."""
     import gtn
+    from pipelines import reader as reader_module
     from pipelines.images import load_gray
     from pipelines.preparation import prepare
 
+    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", 1.1)
     isolated = load_reader(WEIGHTS / "reader-isolated.pt")
     mixture = ReaderMixture([trained, isolated])
     prep = prepare(load_gray(SAMPLE), field_scorer=mixture.field_proposer)
@@ -109,6 +114,31 @@ def test_the_mixture_confidence_is_the_mean_of_the_members_posteriors(trained):
             paths = gtn.forward_score(m.constrained_graphs(interp, "us", [read.amount]))
         posteriors.append(float((paths - whole).exp()))
     assert read.confidence == pytest.approx(sum(posteriors) / 2, rel=1e-6)
+
+
+class Refuses(ChequeReader):
+    """A reader that fails the test if it is asked to read."""
+
+    def interpretation_graphs(self, batch):
+        raise AssertionError("the second reader was asked")
+
+
+def test_the_other_readers_are_asked_only_where_the_first_is_unsure(trained, monkeypatch):
+    from pipelines import reader as reader_module
+    from pipelines.images import load_gray
+    from pipelines.preparation import prepare
+
+    refuses = Refuses(load_reader(WEIGHTS / "reader-isolated.pt").recognizer)
+    refuses.load_state_dict(load_reader(WEIGHTS / "reader-isolated.pt").state_dict())
+    mixture = ReaderMixture([trained, refuses.eval()])
+    prep = prepare(load_gray(SAMPLE), field_scorer=mixture.field_proposer)
+    alone = decode_batch(trained, [prep], "us")[0]
+    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", alone.confidence - 1e-6)
+    sure = decode_batch(mixture, [prep], "us")[0]  # the first reader is sure: its reading
+    assert (sure.amount, sure.confidence) == (alone.amount, alone.confidence)
+    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", alone.confidence + 1e-6)
+    with pytest.raises(AssertionError, match="second reader was asked"):
+        decode_batch(mixture, [prep], "us")
 
 
 def test_mixture_weights_round_trip_and_refuse_to_train(tmp_path, trained):
