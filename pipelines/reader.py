@@ -447,15 +447,15 @@ def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None
 def save_mixture(paths: Sequence[str | Path], out: str | Path, **extra: object) -> None:
     """One checkpoint holding the whole-reader checkpoints at `paths`, read as a mixture.
     Raises ValueError when one is not a whole reader or they do not share a field proposer."""
-    members = []
+    members, readers = [], []
     for path in paths:
-        load_reader(path)  # a missing or unreadable file: its own message
+        reader = load_reader(path)  # a missing or unreadable file: its own message
         members.append(torch.load(Path(path), map_location="cpu", weights_only=True))
-        if members[-1].get("kind") != "reader":
+        if members[-1].get("kind") != "reader" or not isinstance(reader, ChequeReader):
             raise ValueError(f"weights file {path} is not a whole reader (a mixture or a "
                              "recognizer): a mixture is made of whole readers")
-    # the same field proposer for all, or ValueError
-    ReaderMixture([_reader_from(m, str(p), "cpu") for m, p in zip(members, paths)])
+        readers.append(reader)
+    ReaderMixture(readers)  # the same field proposer for all, or ValueError
     torch.save({"kind": "mixture", "members": members, **extra}, Path(out))
 
 

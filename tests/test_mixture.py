@@ -128,8 +128,9 @@ def test_the_other_readers_are_asked_only_where_the_first_is_unsure(trained, mon
     from pipelines.images import load_gray
     from pipelines.preparation import prepare
 
-    refuses = Refuses(load_reader(WEIGHTS / "reader-isolated.pt").recognizer)
-    refuses.load_state_dict(load_reader(WEIGHTS / "reader-isolated.pt").state_dict())
+    isolated = load_reader(WEIGHTS / "reader-isolated.pt")
+    refuses = Refuses(isolated.recognizer)
+    refuses.load_state_dict(isolated.state_dict())
     mixture = ReaderMixture([trained, refuses.eval()])
     prep = prepare(load_gray(SAMPLE), field_scorer=mixture.field_proposer)
     alone = decode_batch(trained, [prep], "us")[0]
