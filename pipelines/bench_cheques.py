@@ -30,7 +30,7 @@ from pipelines.metrics import (
     segmentation_correct,
 )
 from pipelines.preparation import prepare_all
-from pipelines.reader import Reading, load_reader, read_prepared
+from pipelines.reader import ZOOM_LOOK_BELOW, Reading, load_reader, read_prepared
 
 BATCH = 32
 BITONAL = 0.1  # the share of bitonal test cheques
@@ -80,9 +80,11 @@ def folder_cases(folder: Path, n: int) -> list[Case]:
 
 
 def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, grammar: str | None,
-               threads: int, workers: int = 2) -> tuple[list[Reading], float]:
+               threads: int, workers: int = 2, zoom_below: float = ZOOM_LOOK_BELOW
+               ) -> tuple[list[Reading], float]:
     """Readings of every case and the wall time spent (PNG decoding, image analysis in
-    `workers` processes, LeNet and graphs in this one, in batches of BATCH)."""
+    `workers` processes, LeNet and graphs in this one, in batches of BATCH; `zoom_below` as
+    `reader.read_prepared`'s)."""
     torch.set_num_threads(threads)
     reader = load_reader(weights)
     readings: list[Reading] = []
@@ -102,7 +104,8 @@ def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, gram
                 by_grammar.setdefault(grammar or case.grammar, []).append(i)
         for g, ids in by_grammar.items():
             for i, (_, r) in zip(ids, read_prepared(reader, [preps[i] for i in ids],
-                                                    [chunk[i].png for i in ids], is_field, g)):
+                                                    [chunk[i].png for i in ids], is_field, g,
+                                                    zoom_below=zoom_below)):
                 done[i] = r
         readings += [done[i] for i in range(len(chunk))]
     return readings, time.perf_counter() - start
@@ -176,6 +179,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_cents_arguments(p, float)  # checked against 0..1 in main, as the others
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
+    p.add_argument("--zoom-below", type=float, default=ZOOM_LOOK_BELOW, metavar="P",
+                   help="read scans read with a confidence below P again at other sizes "
+                        f"({ZOOM_LOOK_BELOW}; 0: never)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")
     p.add_argument("--workers", type=positive_int, default=2,
                    help="processes for the image analysis, this one included (2; 1 = all "
@@ -198,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in (("--rough-fraction", args.rough_fraction),
                         ("--mottled-fraction", args.mottled_fraction),
                         ("--raised-cents-fraction", args.raised_cents_fraction),
-                        ("--underlined-cents-fraction", args.underlined_cents_fraction)):
+                        ("--underlined-cents-fraction", args.underlined_cents_fraction),
+                        ("--zoom-below", args.zoom_below)):
         if not 0 <= value <= 1:
             print(f"benchmark cheques: {name} must be between 0 and 1, got {value}",
                   file=sys.stderr)
@@ -210,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       args.raised_cents_fraction,
                                       args.underlined_cents_fraction))
         readings, seconds = run_reader(cases, args.weights, args.field, args.grammar,
-                                       args.threads, args.workers)
+                                       args.threads, args.workers, args.zoom_below)
     except ValueError as err:
         print(f"benchmark cheques: {err}", file=sys.stderr)
         return 2

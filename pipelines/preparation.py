@@ -128,11 +128,11 @@ def box_in_scan(box: Box, turns: int, image_shape: tuple[int, int], to_scan: np.
 def search_fields(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
                   field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
                   upside_down: bool = False, straighten_from: float | None = PAGE_SKEW_FROM,
-                  faint_pen: bool = False) -> FieldSearch:
+                  faint_pen: bool = False, zoom: float = 1.0) -> FieldSearch:
     """The candidate fields of a scan (or the whole image): the first half of `prepare`,
     whose arguments these are."""
     scan_shape = (image.shape[0], image.shape[1])
-    view = page_as_read(image, is_field, straighten_from)
+    view = page_as_read(image, is_field, straighten_from, zoom)
     image = view.image
     # A cheque is wider than tall: a portrait scan may be one on its side (or a photo of an
     # upright one), so its fields are also looked for a quarter turn either way, and the
@@ -225,7 +225,7 @@ def prepare_found(search: FieldSearch) -> Prepared:
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
             field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
             upside_down: bool = False, straighten_from: float | None = PAGE_SKEW_FROM,
-            faint_pen: bool = False) -> Prepared:
+            faint_pen: bool = False, zoom: float = 1.0) -> Prepared:
     """Propose fields (or take the whole image), segment each and normalise every candidate
     character for LeNet. Raises ValueError when no field holds ink.
 
@@ -237,10 +237,12 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     way, keeping that many of each orientation. With `upside_down`, the image is searched
     turned a half turn instead, and only so (the reader's second try at a scan it read with
     little confidence). With `faint_pen`, fields are looked for in the ink that
-    `fields.faint_pen_ink` finds (the reader's look for a field that a pale pen hid).
+    `fields.faint_pen_ink` finds (the reader's look for a field that a pale pen hid). The page
+    is read `zoom` times the size it would be read at (the reader's look at a scan it read
+    with little confidence at other sizes: `zoomed_views`).
     """
     return prepare_found(search_fields(image, is_field, max_fields, field_scorer, field_beam,
-                                       upside_down, straighten_from, faint_pen))
+                                       upside_down, straighten_from, faint_pen, zoom))
 
 
 # A cheque scan whose longer side is under MIN_LONG_SIDE pixels (under ~150 dpi) is read
@@ -347,17 +349,19 @@ class PageAsRead:
 
 
 def page_as_read(image: np.ndarray, is_field: bool,
-                 straighten_from: float | None = PAGE_SKEW_FROM) -> PageAsRead:
+                 straighten_from: float | None = PAGE_SKEW_FROM, zoom: float = 1.0
+                 ) -> PageAsRead:
     """Grey levels made normal (`normal_levels`); a cheque on a larger page cut out of it
-    (`page.content_box`); a small scan enlarged (`upscale_factor`); a landscape page skewed by
-    `straighten_from` degrees or more straightened (`page.ink_skew`; None: never)."""
+    (`page.content_box`); a small scan enlarged (`upscale_factor`), and the page then resized
+    by `zoom`; a landscape page skewed by `straighten_from` degrees or more straightened
+    (`page.ink_skew`; None: never)."""
     image = normal_levels(image)
     crop, page = None, None
     if not is_field:
         page = analyse_page(to_working(image))  # shared with the field search if not cut
         crop = content_box(page.ink, (image.shape[0], image.shape[1]))
     image, to_scan = cropped(image, crop)
-    scale = upscale_factor(image.shape, is_field)
+    scale = upscale_factor(image.shape, is_field) * zoom
     image, back = scaled(image, scale)
     if back is not None:
         to_scan = then(to_scan, back)
@@ -443,6 +447,21 @@ def upside_down_view(gray: np.ndarray, is_field: bool, field_scorer: FieldChoose
     except ValueError:
         return None
     return prep if keep_images else without_images(prep)
+
+
+def zoomed_views(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
+                 zooms: Sequence[float], keep_images: bool = True) -> list[Prepared | None]:
+    """An image the reader was unsure of, prepared again at each of `zooms` times the size it
+    is first read at (`prepare(zoom=...)`); None for a zoom at which no field holds ink."""
+    views: list[Prepared | None] = []
+    for zoom in zooms:
+        try:
+            prep = prepare(gray, is_field, field_scorer=field_scorer, zoom=zoom)
+        except ValueError:
+            views.append(None)
+            continue
+        views.append(prep if keep_images else without_images(prep))
+    return views
 
 
 def faint_pen_view(gray: np.ndarray, first: Prepared, field_scorer: FieldChooser | None,

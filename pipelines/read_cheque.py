@@ -40,6 +40,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, help="reader or recognizer checkpoint")
     p.add_argument("--reject-below", type=float, default=None, metavar="P",
                    help="reject readings whose confidence is below P (0..1)")
+    p.add_argument("--zoom-below", type=float, default=None, metavar="P",
+                   help="read scans read with a confidence below P again at other sizes "
+                        "(0..1; default 0.6; 0: never, the fastest)")
     p.add_argument("--explain", type=Path, metavar="OUT.png",
                    help="draw the field, cuts, chosen segments and alternatives")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
@@ -87,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read_cheque: --reject-below must be within 0..1, got {args.reject_below}",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.zoom_below is not None and not 0.0 <= args.zoom_below <= 1.0:
+        print(f"read_cheque: --zoom-below must be within 0..1, got {args.zoom_below}",
+              file=sys.stderr)
+        return EXIT_USAGE
     if args.explain is not None:
         import cv2
 
@@ -100,7 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from pipelines.images import pages_of
     from pipelines.preparation import load_source, prepare_all
-    from pipelines.reader import DEFAULT_REJECT_BELOW, Reading, load_reader, read_prepared
+    from pipelines.reader import (
+        DEFAULT_REJECT_BELOW,
+        ZOOM_LOOK_BELOW,
+        Reading,
+        load_reader,
+        read_prepared,
+    )
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -119,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"read_cheque: {err}", file=sys.stderr)
         return EXIT_USAGE
     reject_below = DEFAULT_REJECT_BELOW if args.reject_below is None else args.reject_below
+    zoom_below = ZOOM_LOOK_BELOW if args.zoom_below is None else args.zoom_below
     inputs = pages_of(args.paths)  # each page of a multi-page TIFF is an input of its own
     progress = None
     if sys.stderr.isatty() and len(inputs) > BATCH:
@@ -146,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             want_alternatives = 3 if args.explain else 0
             for i, (prep, reading) in zip(ready_ids, read_prepared(
                     reader, ready, [chunk[i] for i in ready_ids], args.field, args.grammar,
-                    reject_below, want_alternatives, keep_images=args.explain is not None)):
+                    reject_below, want_alternatives, keep_images=args.explain is not None,
+                    zoom_below=zoom_below)):
                 results[i] = reading
                 if args.explain:
                     from pipelines.explain import draw_explanation

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from pipelines.preparation import (
     load_source,
     prepare,
     upside_down_view,
+    zoomed_views,
 )
 from pipelines.recognition import RaisedScorer, SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
@@ -103,6 +105,12 @@ LENET_CHUNK = 256  # characters per LeNet call when reading
 # right to wrong or back (nor the error at 5% and 10% reject), and not asking spares the second
 # decoding of 56% of them (at 0.9: 68%, with error at 10% reject 3.75% instead of 3.68%).
 ASK_OTHERS_BELOW = 0.95
+# A scan read less confidently than this (after `read_again`) is also read at each of ZOOMS
+# times the size it was read at, and the amount is chosen by the sum rule over the three
+# views and the readers (`read_zoomed`): the cuts, the ink found and the characters'
+# pixels all change with the size, so the views err apart. See the model card.
+ZOOM_LOOK_BELOW = 0.6
+ZOOMS = (0.8, 1.25)
 
 
 class ChequeReader(nn.Module):
@@ -261,14 +269,16 @@ def union_box(boxes: Sequence[tuple[int, int, int, int]], margin: int = 4
 
 @torch.no_grad()
 def decode_batch(reader: ChequeReader | ReaderMixture, batch: Sequence[Prepared],
-                 grammar: str, reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0
-                 ) -> list[Reading]:
+                 grammar: str, reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+                 decoded: Decodings | None = None) -> list[Reading]:
     """Viterbi readings of prepared images, with the confidence of each: the posterior of the
     best amount (forward score of its paths minus that of all paths). A mixture of readers
     reads with its first reader, and where that one is less sure than ASK_OTHERS_BELOW also
-    with the others, taking `mixture_readings`."""
+    with the others, taking `mixture_readings`. What each reader found is added to `decoded`
+    when given (for `pooled_readings`)."""
     members = reader.members if isinstance(reader, ReaderMixture) else [reader]
     readings, first_posteriors = _best_readings(members[0], batch, grammar, alternatives)
+    _remember(decoded, 0, batch, readings, first_posteriors)
     for r in readings:
         r.rejected = r.amount is None or r.confidence < reject_below
     unsure = [i for i, r in enumerate(readings) if r.confidence < ASK_OTHERS_BELOW]
@@ -279,9 +289,11 @@ def decode_batch(reader: ChequeReader | ReaderMixture, batch: Sequence[Prepared]
     def first_on_sub(pairs: Sequence[tuple[int, str]]) -> list[float]:
         return first_posteriors([(unsure[i], a) for i, a in pairs])
 
-    mixed = mixture_readings([([readings[i] for i in unsure], first_on_sub)]
-                             + [_best_readings(m, sub, grammar, alternatives)
-                                for m in members[1:]], reject_below)
+    others = [_best_readings(m, sub, grammar, alternatives) for m in members[1:]]
+    for k, (rs, log_posteriors) in enumerate(others, 1):
+        _remember(decoded, k, sub, rs, log_posteriors)
+    mixed = mixture_readings([([readings[i] for i in unsure], first_on_sub), *others],
+                             reject_below)
     for i, r in zip(unsure, mixed):
         readings[i] = r
     return readings
@@ -290,6 +302,34 @@ def decode_batch(reader: ChequeReader | ReaderMixture, batch: Sequence[Prepared]
 # The log posterior of amounts read from prepared images: [(image index, amount), ...] ->
 # log p(amount | image), -inf where no path reads it.
 LogPosteriors = Callable[[Sequence[tuple[int, str]]], list[float]]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What one reader's `_best_readings` found for one prepared image: its reading, and the
+    log posteriors of other amounts (`log_posteriors` of the batch, where the image is at
+    `index`). It holds the image, whose id keys it in `Decodings`."""
+
+    prep: Prepared
+    reading: Reading
+    log_posteriors: LogPosteriors
+    index: int
+
+
+# What readers found for images already decoded: (member of the reader, id(image)) -> Decoded.
+Decodings = dict[tuple[int, int], Decoded]
+
+
+def _remember(decoded: Decodings | None, member: int, batch: Sequence[Prepared],
+              readings: Sequence[Reading], log_posteriors: LogPosteriors) -> None:
+    if decoded is not None:
+        for i, (prep, r) in enumerate(zip(batch, readings)):
+            decoded[member, id(prep)] = Decoded(prep, replace(r), log_posteriors, i)
+
+
+def _known(decoded: Decodings, member: int, prep: Prepared) -> Decoded | None:
+    found = decoded.get((member, id(prep)))
+    return found if found is not None and found.prep is prep else None
 
 
 def _best_readings(reader: ChequeReader, batch: Sequence[Prepared], grammar: str,
@@ -331,6 +371,12 @@ def mixture_readings(members: Sequence[tuple[list[Reading], LogPosteriors]],
     member without a path gives every amount 0), and that mean is its confidence. The text,
     field and segments are those of the member that gives the amount the highest posterior
     among those that read it."""
+    return [r for r, _ in _mixture_choices(members, reject_below)]
+
+
+def _mixture_choices(members: Sequence[tuple[list[Reading], LogPosteriors]],
+                     reject_below: float) -> list[tuple[Reading, int]]:
+    """`mixture_readings`, each with the index of the member whose reading it is."""
     n = len(members[0][0])
     candidates = [list(dict.fromkeys(rs[i].amount for rs, _ in members
                                      if rs[i].amount is not None)) for i in range(n)]
@@ -347,15 +393,59 @@ def mixture_readings(members: Sequence[tuple[list[Reading], LogPosteriors]],
     out = []
     for i in range(n):
         if not candidates[i]:
-            out.append(replace(members[0][0][i], rejected=True))
+            out.append((replace(members[0][0][i], rejected=True), 0))
             continue
         mean = {a: sum(p.get((i, a), 0.0) for p in posterior) / len(members)
                 for a in candidates[i]}
         best = max(candidates[i], key=lambda a: mean[a])  # ties: the first member's
         source = max((m for m, (rs, _) in enumerate(members) if rs[i].amount == best),
                      key=lambda m: posterior[m][(i, best)])
-        out.append(replace(members[source][0][i], confidence=mean[best],
-                           rejected=mean[best] < reject_below))
+        out.append((replace(members[source][0][i], confidence=mean[best],
+                            rejected=mean[best] < reject_below), source))
+    return out
+
+
+@torch.no_grad()
+def pooled_readings(reader: ChequeReader | ReaderMixture,
+                    views: Sequence[Sequence[Prepared | None]], grammar: str,
+                    reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+                    decoded: Decodings | None = None) -> list[tuple[Prepared, Reading]]:
+    """The reading of each image from several views of it (`views[i]`, the same number for
+    every image; None: a view that found no field), each read by every reader of `reader`:
+    `mixture_readings` over the (reader, view) pairs, a view without a field giving every
+    amount 0. Views a reader has read already (in `decoded`) are not decoded again. With the
+    view whose reading it is."""
+    members = reader.members if isinstance(reader, ReaderMixture) else [reader]
+    n_views = len(views[0]) if views else 0
+    decoded = {} if decoded is None else decoded
+    sources: list[tuple[list[Reading], LogPosteriors]] = []
+    for k, member in enumerate(members):
+        todo = list({id(p): p for vs in views for p in vs
+                     if p is not None and _known(decoded, k, p) is None}.values())
+        if todo:
+            _remember(decoded, k, todo, *_best_readings(member, todo, grammar, alternatives))
+        for v in range(n_views):
+            found = [None if vs[v] is None else _known(decoded, k, vs[v]) for vs in views]
+            sources.append(([Reading(None, None, 0.0, True, None) if f is None else f.reading
+                             for f in found], partial(_ask, found)))
+    return [(views[i][source % n_views], reading) for i, (reading, source)
+            in enumerate(_mixture_choices(sources, reject_below))]
+
+
+def _ask(found: Sequence[Decoded | None], pairs: Sequence[tuple[int, str]]) -> list[float]:
+    """The log posteriors of (image, amount) pairs where image i was decoded as `found[i]`
+    (None: no path, -inf), asking each batch's `log_posteriors` once."""
+    out = [-math.inf] * len(pairs)
+    batches: dict[int, tuple[LogPosteriors, list[int], list[tuple[int, str]]]] = {}
+    for k, (i, amount) in enumerate(pairs):
+        f = found[i]
+        if f is not None:
+            fn, ks, asked = batches.setdefault(id(f.log_posteriors), (f.log_posteriors, [], []))
+            ks.append(k)
+            asked.append((f.index, amount))
+    for fn, ks, asked in batches.values():
+        for k, lp in zip(ks, fn(asked)):
+            out[k] = lp
     return out
 
 
@@ -463,8 +553,8 @@ def read_again(reader: ChequeReader | ReaderMixture,
                sources: Sequence[bytes | str | Path | np.ndarray], preps: Sequence[Prepared],
                readings: Sequence[Reading], is_field: bool,
                grammars: Sequence[str], reject_below: float = DEFAULT_REJECT_BELOW,
-               alternatives: int = 0, keep_images: bool = False
-               ) -> dict[int, tuple[Prepared, Reading]]:
+               alternatives: int = 0, keep_images: bool = False,
+               decoded: Decodings | None = None) -> dict[int, tuple[Prepared, Reading]]:
     """Read again the images read with little confidence (not those that failed). A cheque
     scan under FAINT_PEN_BELOW is read again with the fields a look in a pale pen's ink finds
     added to its first preparation (`preparation.faint_pen_view`), and that reading replaces
@@ -474,7 +564,8 @@ def read_again(reader: ChequeReader | ReaderMixture,
     not rejected (by `reject_below`: an upright scan is far likelier, so a rejected view says
     no more). Return the preparation and reading kept, by index, where they changed.
     `sources[i]` is the encoded image, file or greyscale array that gave `preps[i]` and
-    `readings[i]`, read with grammar `grammars[i]`."""
+    `readings[i]`, read with grammar `grammars[i]`. What the readers find is added to
+    `decoded` (`decode_batch`)."""
     views: list[tuple[int, Prepared, bool]] = []  # (reading, view, whether a faint-pen view)
     for i, r in enumerate(readings):
         turn = r.confidence < RETRY_BELOW or fits_badly(r)
@@ -493,7 +584,7 @@ def read_again(reader: ChequeReader | ReaderMixture,
         mine = [v for v in views if grammars[v[0]] == grammar]
         # faint-pen views come first for each reading: an upside-down one then competes
         for (i, prep, faint), again in zip(mine, decode_batch(
-                reader, [p for _, p, _ in mine], grammar, reject_below, alternatives)):
+                reader, [p for _, p, _ in mine], grammar, reject_below, alternatives, decoded)):
             best = better[i][1] if i in better else readings[i]
             if faint or (again.confidence > best.confidence and not again.rejected):
                 better[i] = (prep, again)
@@ -530,26 +621,64 @@ def fits_badly(reading: Reading) -> bool:
 def read_prepared(reader: ChequeReader | ReaderMixture, preps: Sequence[Prepared],
                   sources: Sequence[bytes | str | Path | np.ndarray], is_field: bool,
                   grammar: str, reject_below: float = DEFAULT_REJECT_BELOW,
-                  alternatives: int = 0, keep_images: bool = False
-                  ) -> list[tuple[Prepared, Reading]]:
+                  alternatives: int = 0, keep_images: bool = False,
+                  zoom_below: float = ZOOM_LOOK_BELOW) -> list[tuple[Prepared, Reading]]:
     """`decode_batch` of prepared images, then `read_again` of those read with little
-    confidence: the preparation and reading kept for each (`sources[i]` gave `preps[i]`)."""
-    readings = decode_batch(reader, preps, grammar, reject_below, alternatives)
+    confidence, then `read_zoomed` of those still read less confidently than `zoom_below`
+    (0: none): the preparation and reading kept for each (`sources[i]` gave `preps[i]`)."""
+    decoded: Decodings = {}  # what each reader found, not to decode a view twice
+    readings = decode_batch(reader, preps, grammar, reject_below, alternatives, decoded)
     again = read_again(reader, sources, preps, readings, is_field, [grammar] * len(preps),
-                       reject_below, alternatives, keep_images)
-    return [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
+                       reject_below, alternatives, keep_images, decoded)
+    kept = [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
+    zoomed = read_zoomed(reader, sources, kept, is_field, grammar, reject_below, alternatives,
+                         keep_images, zoom_below, decoded)
+    return [zoomed.get(i, pair) for i, pair in enumerate(kept)]
+
+
+def read_zoomed(reader: ChequeReader | ReaderMixture,
+                sources: Sequence[bytes | str | Path | np.ndarray],
+                kept: Sequence[tuple[Prepared, Reading]], is_field: bool, grammar: str,
+                reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+                keep_images: bool = False, zoom_below: float = ZOOM_LOOK_BELOW,
+                decoded: Decodings | None = None) -> dict[int, tuple[Prepared, Reading]]:
+    """Read again, at each of ZOOMS times the size they were read at, the images whose
+    reading (`kept[i]`, from `sources[i]`) is less confident than `zoom_below`, and take
+    `pooled_readings` of the view read and the zoomed views. Not those that failed or were
+    read upside down (the zoomed views are upright). `decoded`: as `pooled_readings`'. The
+    preparation and reading, by index."""
+    todo: list[tuple[int, list[Prepared | None]]] = []
+    for i, (prep, r) in enumerate(kept):
+        if r.error is not None or r.confidence >= zoom_below or (
+                r.field_index is not None and prep.fields[r.field_index].turns == 2):
+            continue
+        source = sources[i]
+        try:
+            gray = source if isinstance(source, np.ndarray) else load_source(source)
+            views = zoomed_views(gray, is_field, reader.field_proposer, ZOOMS, keep_images)
+        except Exception:  # a second look is optional: the reading stands (see second_looks)
+            continue
+        todo.append((i, [prep, *views]))
+    if not todo:
+        return {}
+    pooled = pooled_readings(reader, [views for _, views in todo], grammar, reject_below,
+                             alternatives, decoded)
+    return {i: pair for (i, _), pair in zip(todo, pooled)}
 
 
 def read_cheque(image: np.ndarray | str | Path | Page,
                 reader: ChequeReader | ReaderMixture | None = None,
                 grammar: str = "us", is_field: bool = False,
-                reject_below: float = DEFAULT_REJECT_BELOW) -> Reading:
+                reject_below: float = DEFAULT_REJECT_BELOW,
+                zoom_below: float = ZOOM_LOOK_BELOW) -> Reading:
     """Read the amount of one cheque scan (a path, `images.Page(path, k)` for page k (from 0)
     of a multi-page file, or an (H, W[, 3]) array); a scan read with little confidence is read
-    again with the fields a search in a pale pen's ink adds, or upside down (`read_again`)."""
+    again with the fields a search in a pale pen's ink adds, or upside down (`read_again`),
+    and one still read less confidently than `zoom_below` at other sizes (`read_zoomed`)."""
     from pipelines.images import Page, as_gray, load_gray
 
     gray = load_gray(image) if isinstance(image, (str, Path, Page)) else as_gray(image)
     reader = reader if reader is not None else load_reader()
     prep = prepare(gray, is_field=is_field, field_scorer=reader.field_proposer)
-    return read_prepared(reader, [prep], [gray], is_field, grammar, reject_below)[0][1]
+    return read_prepared(reader, [prep], [gray], is_field, grammar, reject_below,
+                         zoom_below=zoom_below)[0][1]

@@ -38,7 +38,7 @@ def test_mottled_cases_change_only_the_colour_scans_drawn_and_darken_none():
             assert (after <= before).all() and (before.astype(int) - after).mean() > 5
 
 
-@pytest.mark.parametrize("option", ["--rough-fraction", "--mottled-fraction"])
+@pytest.mark.parametrize("option", ["--rough-fraction", "--mottled-fraction", "--zoom-below"])
 def test_a_fraction_outside_0_1_is_refused(option, capsys):
     assert main(["--n", "2", option, "1.5"]) == 2
     err = capsys.readouterr().err.strip()

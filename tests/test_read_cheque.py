@@ -93,6 +93,7 @@ def test_plain_mode_reports_failures_on_stderr(capsys, bad_inputs):
 
 
 @pytest.mark.parametrize("argv", [["--grammar", "fr"], ["--reject-below", "1.5"], [],
+                                  ["--zoom-below", "-0.1"], ["--zoom-below", "2"],
                                   ["--weights", "/nonexistent/weights.pt"], ["--workers", "0"],
                                   ["--threads", "0"], ["--device", "bogus"]])
 def test_usage_errors_exit_2(capsys, argv):
