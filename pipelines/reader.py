@@ -108,7 +108,7 @@ ASK_OTHERS_BELOW = 0.95
 # A scan read less confidently than this (after `read_again`) is also read at each of ZOOMS
 # times the size it was read at, and the amount is chosen by the sum rule over the three
 # views and the readers (`read_zoomed`): the cuts, the ink found and the characters'
-# pixels all change with the size, so the views err apart. See the model card.
+# pixels all change with the size, so the views err apart. The README has the measurements.
 ZOOM_LOOK_BELOW = 0.6
 ZOOMS = (0.8, 1.25)
 
