@@ -572,9 +572,8 @@ def read_again(reader: ChequeReader | ReaderMixture,
         faint = not is_field and r.confidence < FAINT_PEN_BELOW
         if r.error is not None or not (turn or faint):
             continue
-        source = sources[i]
         try:
-            gray = source if isinstance(source, np.ndarray) else load_source(source)
+            gray = _as_gray(sources[i])
         except ValueError:  # it was read once: only a file changed meanwhile gets here
             continue
         views += [(i, view, is_faint) for view, is_faint in second_looks(
@@ -612,6 +611,29 @@ def second_looks(reader: ChequeReader | ReaderMixture, gray: np.ndarray, first: 
     return out
 
 
+def _as_gray(source: bytes | str | Path | np.ndarray) -> np.ndarray:
+    """A source as a greyscale image (an array is one already); raises ValueError."""
+    return source if isinstance(source, np.ndarray) else load_source(source)
+
+
+class GraySources(Sequence[np.ndarray]):
+    """Sources as greyscale images, each decoded when first asked for and kept: the second
+    looks at one scan (`read_again`, `read_zoomed`) decode it once. Raises ValueError for
+    one that does not decode."""
+
+    def __init__(self, sources: Sequence[bytes | str | Path | np.ndarray]) -> None:
+        self.sources = sources
+        self.grays: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        if i not in self.grays:
+            self.grays[i] = _as_gray(self.sources[i])
+        return self.grays[i]
+
+
 def fits_badly(reading: Reading) -> bool:
     """Whether the characters of a reading's path cost over RETRY_PENALTY on average."""
     pens = [s.penalty for s in reading.segments]
@@ -627,6 +649,7 @@ def read_prepared(reader: ChequeReader | ReaderMixture, preps: Sequence[Prepared
     confidence, then `read_zoomed` of those still read less confidently than `zoom_below`
     (0: none): the preparation and reading kept for each (`sources[i]` gave `preps[i]`)."""
     decoded: Decodings = {}  # what each reader found, not to decode a view twice
+    sources = GraySources(sources)  # read_again's and read_zoomed's looks decode a scan once
     readings = decode_batch(reader, preps, grammar, reject_below, alternatives, decoded)
     again = read_again(reader, sources, preps, readings, is_field, [grammar] * len(preps),
                        reject_below, alternatives, keep_images, decoded)
@@ -652,9 +675,8 @@ def read_zoomed(reader: ChequeReader | ReaderMixture,
         if r.error is not None or r.confidence >= zoom_below or (
                 r.field_index is not None and prep.fields[r.field_index].turns == 2):
             continue
-        source = sources[i]
         try:
-            gray = source if isinstance(source, np.ndarray) else load_source(source)
+            gray = _as_gray(sources[i])
             views = zoomed_views(gray, is_field, reader.field_proposer, ZOOMS, keep_images)
         except Exception:  # a second look is optional: the reading stands (see second_looks)
             continue
