@@ -26,6 +26,22 @@ MAX_PIECES_PER_ARC = 4
 MAX_ARC_WIDTH = 1.6  # in line heights: wider is never one character
 MAX_GAP_INSIDE_ARC = 0.6  # in line heights: wider gaps separate characters
 WIDE_COMPONENT = 0.7  # in line heights: wider components get cut candidates
+# A straight stroke at either end of a component at least STROKE_COMPONENT line heights wide
+# (a '1' touching or overlapping its neighbour, which no top-to-bottom cut separates) becomes a
+# piece of its own: its left (right) contour must lie within STROKE_TOLERANCE line heights of a
+# line on STROKE_STRAIGHT of its rows, slanting at most STROKE_SLANT px a row, the stroke be at
+# most STROKE_PEN line heights thick and STROKE_HEIGHT tall, and the rest of the component
+# keep STROKE_REST of its ink and reach STROKE_BEYOND line heights past it. On 2,400
+# validation cheques this gave 14 more a right path through their graphs, lost none, and made
+# about 4% more candidate characters.
+STROKE_COMPONENT = 0.35
+STROKE_TOLERANCE = 0.06
+STROKE_STRAIGHT = 0.85
+STROKE_SLANT = 0.6
+STROKE_PEN = 0.25
+STROKE_HEIGHT = 0.6
+STROKE_REST = 0.3
+STROKE_BEYOND = 0.15
 NUM_FEATURES = 9
 # A candidate character may be a raised digit (cents written raised: "125⁰⁰") when its foot is
 # at least RAISED_FOOT above the line's foot and it is at most RAISED_HEIGHT tall, in line
@@ -431,6 +447,65 @@ def split_component(comp: np.ndarray, line_height: float,
     return regions
 
 
+def line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line y = a x + b (x not all equal)."""
+    dx = x - x.mean()
+    slope = float(dx @ (y - y.mean()) / (dx @ dx))
+    return slope, float(y.mean() - slope * x.mean())
+
+
+def end_stroke(comp: np.ndarray, line_height: float, from_right: bool) -> np.ndarray | None:
+    """The pixels of a straight stroke at the left (right) end of a component that holds more
+    ink beside it, such as a '1' touching the next digit, as a mask of `comp`'s shape; None
+    when that end is not such a stroke (see STROKE_COMPONENT)."""
+    ink = comp[:, ::-1] if from_right else comp
+    w = ink.shape[1]
+    if w < STROKE_COMPONENT * line_height:
+        return None
+    rows = np.flatnonzero(ink.any(1))
+    if rows[-1] - rows[0] + 1 < STROKE_HEIGHT * line_height:
+        return None
+    inked = ink[rows]
+    first = inked.argmax(1)  # the contour, each row
+    slant, offset = line_fit(rows.astype(np.float64), first.astype(np.float64))
+    on_line = np.abs(first - (offset + slant * rows)) <= max(1.5, STROKE_TOLERANCE * line_height)
+    if abs(slant) > STROKE_SLANT or on_line.mean() < STROKE_STRAIGHT:
+        return None  # (most components end here: tested first as the cheapest)
+    after = ~inked & (np.arange(w)[None, :] > first[:, None])
+    run = np.where(after.any(1), after.argmax(1), w) - first  # each row's first ink run
+    pen = float(np.median(run))  # rows where the stroke meets other ink are the few
+    if pen > STROKE_PEN * line_height:
+        return None
+    ys, xs = np.nonzero(ink)
+    edge = offset + slant * ys  # the contour line at each ink pixel's row
+    in_stroke = xs <= edge + pen + 1  # and all left of it: the rest lies to its right
+    beyond = (xs - edge - pen)[~in_stroke]
+    if (~in_stroke).sum() < STROKE_REST * len(xs) or beyond.max(initial=0) < max(
+            STROKE_BEYOND * line_height, 1.5 * pen):
+        return None
+    stroke = np.zeros_like(ink)
+    stroke[ys[in_stroke], xs[in_stroke]] = True
+    return stroke[:, ::-1] if from_right else stroke
+
+
+def component_regions(comp: np.ndarray, line_height: float,
+                      least_ink: list[np.ndarray] | None) -> np.ndarray:
+    """Region index (0..k) of each ink pixel of a component: cut along paths where it is wide
+    (`split_component`, given its least-ink paths; None for a narrower one), with a straight
+    stroke at either end (`end_stroke`) a region of its own."""
+    if least_ink is None:
+        regions = np.zeros(comp.shape, np.int32)
+    else:
+        regions = split_component(comp, line_height, least_ink)
+    left = end_stroke(comp, line_height, False)
+    if left is not None:
+        regions = np.where(left, 0, regions + 1)
+    right = end_stroke(comp, line_height, True)
+    if right is not None:
+        regions = np.where(right, int(regions[comp].max()) + 1, regions)
+    return regions
+
+
 def merge_slivers(regions: np.ndarray, comp: np.ndarray, min_area: float) -> np.ndarray:
     """Give regions of fewer than `min_area` ink pixels (slivers between two close cut paths)
     to their left neighbour (the first region to its right neighbour)."""
@@ -613,13 +688,16 @@ def find_pieces(mask: np.ndarray, rule_width: float = 0.0) -> tuple[np.ndarray, 
     for c in kept:
         x, y, w, h = (int(v) for v in stats[c, :4])
         comp = comps[c]
-        if c not in paths:  # one piece; a component's ink reaches every column of its box
+        regions = None
+        if w >= STROKE_COMPONENT * line.height:
+            regions = component_regions(comp, line.height, paths.get(c))
+        if regions is None or not regions.any():
+            # one piece; a component's ink reaches every column of its box
             pieces[y : y + h, x : x + w][comp] = next_id
             boxes.append((x + (w - 1) / 2, next_id))
             next_id += 1
             continue
-        regions = merge_slivers(split_component(comp, line.height, paths[c]), comp,
-                                min_area / 2)
+        regions = merge_slivers(regions, comp, min_area / 2)
         for r in np.flatnonzero(np.bincount(regions[comp])):
             part = comp & (regions == r)
             cols = np.nonzero(part.any(0))[0]

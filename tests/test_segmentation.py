@@ -55,6 +55,86 @@ def test_every_piece_is_covered_by_single_arcs_and_ink_is_kept(digits):
     assert seg.features.shape == (seg.num_arcs, 9)
 
 
+def one_over_digit(digits, k, overlap, after):
+    """A straight slanted '1' stroke drawn over MNIST digit k, reaching `overlap` px (at 28 px
+    per digit height) into its columns, on its left (or right when `after`), 2x enlarged;
+    with each one's own ink."""
+    import cv2
+
+    digit = digits.images[k][:, digits.images[k].any(0)]
+    width = digit.shape[1] + 30
+    at = 12 if not after else 12 + digit.shape[1] - 2 * overlap
+    body = np.zeros((28, width), np.uint8)
+    body[:, 12 : 12 + digit.shape[1]] = digit
+    one = np.zeros_like(body)
+    x = 12 - 3 + overlap if not after else at + 2 * overlap + 3 - overlap
+    cv2.line(one, (x + 2, 1), (x - 1, 26), 255, 3)
+    both = np.maximum(body, one)
+    up = lambda a: cv2.resize(a, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)  # noqa: E731
+    field = np.pad(255 - up(both), 12, constant_values=255)
+    pad = lambda a: np.pad(up(a), 12) > 128  # noqa: E731
+    return field, pad(one) & ~pad(body), pad(body) & ~pad(one)
+
+
+def best_split(seg, first, second):
+    """How much of each of two ink masks the best node keeps on its own side (the worse)."""
+    ids, best = seg.pieces, 0.0
+    for node in range(1, seg.num_pieces):
+        a = ((ids > 0) & (ids <= node) & first).sum() / first.sum()
+        b = ((ids > node) & second).sum() / second.sum()
+        best = max(best, min(a, b))
+    return best
+
+
+@pytest.mark.parametrize("after", [False, True])
+@pytest.mark.parametrize("k", [0, 3, 9])  # test digits 7, 0, 9
+def test_a_one_overlapping_its_neighbour_is_a_piece_of_its_own(digits, monkeypatch, k, after):
+    from pipelines import segmentation
+
+    field, one, body = one_over_digit(digits, k, overlap=3, after=after)
+    first, second = (body, one) if after else (one, body)
+    assert best_split(segment_field(field, deskew=False), first, second) > 0.88
+    # No top-to-bottom cut separates them: without the stroke split, no node does.
+    monkeypatch.setattr(segmentation, "end_stroke", lambda *args: None)
+    assert best_split(segment_field(field, deskew=False), first, second) < 0.88
+
+
+def test_end_stroke_takes_the_stroke_and_leaves_the_rest() -> None:
+    import cv2
+
+    from pipelines.segmentation import end_stroke
+
+    bar = np.zeros((50, 60), np.uint8)
+    cv2.line(bar, (12, 3), (6, 46), 1, 5)
+    blob = np.zeros_like(bar)
+    cv2.circle(blob, (26, 30), 13, 1, -1)
+    cols = (bar | blob).any(0)
+    bar, blob = bar[:, cols].astype(bool), blob[:, cols].astype(bool)
+    blob &= ~bar
+    comp = bar | blob
+    stroke = end_stroke(comp, 50.0, from_right=False)
+    assert stroke is not None and not (stroke & ~comp).any()
+    assert (stroke & bar).sum() >= 0.95 * bar.sum()
+    assert (stroke & blob).sum() <= 0.05 * blob.sum()
+    assert end_stroke(comp, 50.0, from_right=True) is None  # the round end is no stroke
+    mirrored = end_stroke(comp[:, ::-1], 50.0, from_right=True)
+    assert mirrored is not None and np.array_equal(mirrored[:, ::-1], stroke)
+    # A stroke with nothing beside it, or a component too narrow to hold two characters.
+    assert end_stroke(np.ones((50, 30), bool), 50.0, from_right=False) is None
+    assert end_stroke(comp[:, :15], 50.0, from_right=False) is None
+
+
+def test_line_fit_is_numpys_least_squares_line() -> None:
+    from pipelines.segmentation import line_fit
+
+    rng = np.random.default_rng(3)
+    for n in (2, 5, 40):
+        x = rng.integers(0, 60, n).astype(float)
+        x[0], x[1] = 0.0, 1.0  # not all equal
+        y = rng.normal(size=n) * 5 + 0.4 * x
+        assert np.allclose(line_fit(x, y), np.polyfit(x, y, 1))
+
+
 def test_blank_field_is_refused():
     with pytest.raises(ValueError, match="no ink"):
         segment_field(np.full((60, 200), 255, np.uint8))
