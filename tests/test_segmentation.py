@@ -62,12 +62,10 @@ def one_over_digit(digits, k, overlap, after):
     import cv2
 
     digit = digits.images[k][:, digits.images[k].any(0)]
-    width = digit.shape[1] + 30
-    at = 12 if not after else 12 + digit.shape[1] - 2 * overlap
-    body = np.zeros((28, width), np.uint8)
+    body = np.zeros((28, digit.shape[1] + 30), np.uint8)
     body[:, 12 : 12 + digit.shape[1]] = digit
     one = np.zeros_like(body)
-    x = 12 - 3 + overlap if not after else at + 2 * overlap + 3 - overlap
+    x = 12 + overlap - 3 if not after else 12 + digit.shape[1] - overlap + 3  # stroke's foot
     cv2.line(one, (x + 2, 1), (x - 1, 26), 255, 3)
     both = np.maximum(body, one)
     up = lambda a: cv2.resize(a, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)  # noqa: E731
