@@ -181,7 +181,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--zoom-below", type=float, default=ZOOM_LOOK_BELOW, metavar="P",
                    help="read scans read with a confidence below P again at other sizes "
-                        f"({ZOOM_LOOK_BELOW}; 0: never)")
+                        f"and pen widths ({ZOOM_LOOK_BELOW}; 0: never)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")
     p.add_argument("--workers", type=positive_int, default=2,
                    help="processes for the image analysis, this one included (2; 1 = all "

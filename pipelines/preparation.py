@@ -184,6 +184,15 @@ def band_fields(band: np.ndarray, top: int, faint_pen: bool) -> list[FieldCandid
             for c in page_fields(band, faint_pen)]
 
 
+def drawn_thicker(gray: np.ndarray, pen: int) -> np.ndarray:
+    """A greyscale image (paper light) with its ink spread `pen` pixels a side (a grey
+    erosion), or thinned by -`pen` (a dilation); the image itself for 0."""
+    if pen == 0:
+        return gray
+    kernel = np.ones((2 * abs(pen) + 1,) * 2, np.uint8)
+    return cv2.erode(gray, kernel) if pen > 0 else cv2.dilate(gray, kernel)
+
+
 def page_fields(image: np.ndarray, faint_pen: bool, page: PageInk | None = None
                 ) -> list[FieldCandidate]:
     """`propose_fields` of an image (with its `analyse_page` when known); with `faint_pen`,
@@ -193,14 +202,16 @@ def page_fields(image: np.ndarray, faint_pen: bool, page: PageInk | None = None
     return propose_fields(image, page=page)
 
 
-def prepare_found(search: FieldSearch) -> Prepared:
+def prepare_found(search: FieldSearch, pen: int = 0) -> Prepared:
     """Segment each field a search found and normalise every candidate character for LeNet:
-    the second half of `prepare`. Raises ValueError when no field holds ink."""
+    the second half of `prepare`; each field drawn with a pen `pen` pixels a side thicker
+    (`drawn_thicker`). Raises ValueError when no field holds ink."""
     fields, segs = [], []
     for cand in search.candidates:
         x, y, w, h = cand.box
         try:
-            seg = segment_field(search.turned[cand.turns][y : y + h, x : x + w])
+            seg = segment_field(drawn_thicker(search.turned[cand.turns][y : y + h, x : x + w],
+                                              pen))
         except ValueError:
             continue  # a candidate without ink is no field
         fields.append(cand)
@@ -225,7 +236,7 @@ def prepare_found(search: FieldSearch) -> Prepared:
 def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
             field_scorer: FieldChooser | None = None, field_beam: float = FIELD_BEAM,
             upside_down: bool = False, straighten_from: float | None = PAGE_SKEW_FROM,
-            faint_pen: bool = False, zoom: float = 1.0) -> Prepared:
+            faint_pen: bool = False, zoom: float = 1.0, pen: int = 0) -> Prepared:
     """Propose fields (or take the whole image), segment each and normalise every candidate
     character for LeNet. Raises ValueError when no field holds ink.
 
@@ -238,11 +249,12 @@ def prepare(image: np.ndarray, is_field: bool = False, max_fields: int = 3,
     turned a half turn instead, and only so (the reader's second try at a scan it read with
     little confidence). With `faint_pen`, fields are looked for in the ink that
     `fields.faint_pen_ink` finds (the reader's look for a field that a pale pen hid). The page
-    is read `zoom` times the size it would be read at (the reader's look at a scan it read
-    with little confidence at other sizes: `zoomed_views`).
+    is read `zoom` times the size it would be read at, and its fields are segmented drawn
+    with a pen `pen` pixels a side thicker or (negative) thinner than it is (the reader's
+    looks at a scan it read with little confidence: `other_views`).
     """
     return prepare_found(search_fields(image, is_field, max_fields, field_scorer, field_beam,
-                                       upside_down, straighten_from, faint_pen, zoom))
+                                       upside_down, straighten_from, faint_pen, zoom), pen)
 
 
 # A cheque scan whose longer side is under MIN_LONG_SIDE pixels (under ~150 dpi) is read
@@ -449,14 +461,29 @@ def upside_down_view(gray: np.ndarray, is_field: bool, field_scorer: FieldChoose
     return prep if keep_images else without_images(prep)
 
 
-def zoomed_views(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
-                 zooms: Sequence[float], keep_images: bool = True) -> list[Prepared | None]:
-    """An image the reader was unsure of, prepared again at each of `zooms` times the size it
-    is first read at (`prepare(zoom=...)`); None for a zoom at which no field holds ink."""
+@dataclass(frozen=True)
+class Look:
+    """How the reader looks again at a scan it read with little confidence: the page read at
+    `zoom` times the size it is first read at, its fields segmented drawn with a pen `pen`
+    pixels a side thicker (negative: thinner; `drawn_thicker`)."""
+
+    zoom: float = 1.0
+    pen: int = 0
+
+
+def other_views(gray: np.ndarray, is_field: bool, field_scorer: FieldChooser | None,
+                looks: Sequence[Look], keep_images: bool = True) -> list[Prepared | None]:
+    """An image the reader was unsure of, prepared again as each of `looks` says
+    (`prepare(zoom=..., pen=...)`: looks at one size share its field search); None for a
+    look at which no field holds ink."""
+    searches: dict[float, FieldSearch] = {}
     views: list[Prepared | None] = []
-    for zoom in zooms:
+    for look in looks:
         try:
-            prep = prepare(gray, is_field, field_scorer=field_scorer, zoom=zoom)
+            if look.zoom not in searches:
+                searches[look.zoom] = search_fields(gray, is_field, field_scorer=field_scorer,
+                                                    zoom=look.zoom)
+            prep = prepare_found(searches[look.zoom], look.pen)
         except ValueError:
             views.append(None)
             continue

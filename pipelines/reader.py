@@ -25,13 +25,14 @@ from pipelines.field_scorer import FieldScorer
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
 from pipelines.lenet import for_inference
 from pipelines.preparation import (
+    Look,
     Prepared,
     box_in_scan,
     faint_pen_view,
     load_source,
+    other_views,
     prepare,
     upside_down_view,
-    zoomed_views,
 )
 from pipelines.recognition import RaisedScorer, SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
@@ -105,12 +106,14 @@ LENET_CHUNK = 256  # characters per LeNet call when reading
 # right to wrong or back (nor the error at 5% and 10% reject), and not asking spares the second
 # decoding of 56% of them (at 0.9: 68%, with error at 10% reject 3.75% instead of 3.68%).
 ASK_OTHERS_BELOW = 0.95
-# A scan read less confidently than this (after `read_again`) is also read at each of ZOOMS
-# times the size it was read at, and the amount is chosen by the sum rule over the three
-# views and the readers (`read_zoomed`): the cuts, the ink found and the characters'
-# pixels all change with the size, so the views err apart. The README has the measurements.
+# A scan read less confidently than this (after `read_again`) is also read at 0.8 and 1.25
+# times the size it was read at, and one still under it then with its handwriting drawn a
+# pixel a side thinner and thicker (the rounds of LOOKS); the amount is chosen by the sum
+# rule over the views so far and the readers (`read_other_views`): the cuts, the ink found
+# and the characters' pixels all change with the size and the pen, so the views err apart.
+# The README has the measurements.
 ZOOM_LOOK_BELOW = 0.6
-ZOOMS = (0.8, 1.25)
+LOOKS = ((Look(zoom=0.8), Look(zoom=1.25)), (Look(pen=-1), Look(pen=1)))
 
 
 class ChequeReader(nn.Module):
@@ -618,7 +621,7 @@ def _as_gray(source: bytes | str | Path | np.ndarray) -> np.ndarray:
 
 class GraySources(Sequence[np.ndarray]):
     """Sources as greyscale images, each decoded when first asked for and kept: the second
-    looks at one scan (`read_again`, `read_zoomed`) decode it once. Raises ValueError for
+    looks at one scan (`read_again`, `read_other_views`) decode it once. Raises ValueError for
     one that does not decode."""
 
     def __init__(self, sources: Sequence[bytes | str | Path | np.ndarray]) -> None:
@@ -646,46 +649,54 @@ def read_prepared(reader: ChequeReader | ReaderMixture, preps: Sequence[Prepared
                   alternatives: int = 0, keep_images: bool = False,
                   zoom_below: float = ZOOM_LOOK_BELOW) -> list[tuple[Prepared, Reading]]:
     """`decode_batch` of prepared images, then `read_again` of those read with little
-    confidence, then `read_zoomed` of those still read less confidently than `zoom_below`
+    confidence, then `read_other_views` of those still read less confidently than `zoom_below`
     (0: none): the preparation and reading kept for each (`sources[i]` gave `preps[i]`)."""
     decoded: Decodings = {}  # what each reader found, not to decode a view twice
-    sources = GraySources(sources)  # read_again's and read_zoomed's looks decode a scan once
+    sources = GraySources(sources)  # read_again's and read_other_views' looks decode it once
     readings = decode_batch(reader, preps, grammar, reject_below, alternatives, decoded)
     again = read_again(reader, sources, preps, readings, is_field, [grammar] * len(preps),
                        reject_below, alternatives, keep_images, decoded)
     kept = [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
-    zoomed = read_zoomed(reader, sources, kept, is_field, grammar, reject_below, alternatives,
-                         keep_images, zoom_below, decoded)
-    return [zoomed.get(i, pair) for i, pair in enumerate(kept)]
+    looked = read_other_views(reader, sources, kept, is_field, grammar, reject_below,
+                              alternatives, keep_images, zoom_below, decoded)
+    return [looked.get(i, pair) for i, pair in enumerate(kept)]
 
 
-def read_zoomed(reader: ChequeReader | ReaderMixture,
-                sources: Sequence[bytes | str | Path | np.ndarray],
-                kept: Sequence[tuple[Prepared, Reading]], is_field: bool, grammar: str,
-                reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
-                keep_images: bool = False, zoom_below: float = ZOOM_LOOK_BELOW,
-                decoded: Decodings | None = None) -> dict[int, tuple[Prepared, Reading]]:
-    """Read again, at each of ZOOMS times the size they were read at, the images whose
-    reading (`kept[i]`, from `sources[i]`) is less confident than `zoom_below`, and take
-    `pooled_readings` of the view read and the zoomed views. Not those that failed or were
-    read upside down (the zoomed views are upright). `decoded`: as `pooled_readings`'. The
+def read_other_views(reader: ChequeReader | ReaderMixture,
+                     sources: Sequence[bytes | str | Path | np.ndarray],
+                     kept: Sequence[tuple[Prepared, Reading]], is_field: bool, grammar: str,
+                     reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+                     keep_images: bool = False, zoom_below: float = ZOOM_LOOK_BELOW,
+                     decoded: Decodings | None = None) -> dict[int, tuple[Prepared, Reading]]:
+    """Read again the images whose reading (`kept[i]`, from `sources[i]`) is less confident
+    than `zoom_below`, in the views of each round of LOOKS in turn (other sizes, then other
+    pen widths), and take `pooled_readings` of the view read and every view so far; an image
+    read at least that confidently after a round gets no more. Not those that failed or were
+    read upside down (the other views are upright). `decoded`: as `pooled_readings`'. The
     preparation and reading, by index."""
-    todo: list[tuple[int, list[Prepared | None]]] = []
-    for i, (prep, r) in enumerate(kept):
-        if r.error is not None or r.confidence >= zoom_below or (
-                r.field_index is not None and prep.fields[r.field_index].turns == 2):
-            continue
-        try:
-            gray = _as_gray(sources[i])
-            views = zoomed_views(gray, is_field, reader.field_proposer, ZOOMS, keep_images)
-        except Exception:  # a second look is optional: the reading stands (see second_looks)
-            continue
-        todo.append((i, [prep, *views]))
-    if not todo:
-        return {}
-    pooled = pooled_readings(reader, [views for _, views in todo], grammar, reject_below,
-                             alternatives, decoded)
-    return {i: pair for (i, _), pair in zip(todo, pooled)}
+    decoded = {} if decoded is None else decoded
+    seen: dict[int, list[Prepared | None]] = {}  # the views of each image so far
+    looked: dict[int, tuple[Prepared, Reading]] = {}
+    for looks in LOOKS:
+        todo = []
+        for i, (prep, r) in enumerate(kept):
+            r = looked[i][1] if i in looked else r
+            if r.error is not None or r.confidence >= zoom_below or (i not in seen and (
+                    r.field_index is not None and prep.fields[r.field_index].turns == 2)):
+                continue
+            try:
+                views = other_views(_as_gray(sources[i]), is_field, reader.field_proposer,
+                                    looks, keep_images)
+            except Exception:  # a second look is optional: the reading stands (second_looks)
+                continue
+            seen[i] = seen.get(i, [prep]) + views
+            todo.append(i)
+        if not todo:
+            break
+        pooled = pooled_readings(reader, [seen[i] for i in todo], grammar, reject_below,
+                                 alternatives, decoded)
+        looked.update(zip(todo, pooled))
+    return looked
 
 
 def read_cheque(image: np.ndarray | str | Path | Page,
@@ -696,7 +707,8 @@ def read_cheque(image: np.ndarray | str | Path | Page,
     """Read the amount of one cheque scan (a path, `images.Page(path, k)` for page k (from 0)
     of a multi-page file, or an (H, W[, 3]) array); a scan read with little confidence is read
     again with the fields a search in a pale pen's ink adds, or upside down (`read_again`),
-    and one still read less confidently than `zoom_below` at other sizes (`read_zoomed`)."""
+    and one still read less confidently than `zoom_below` at other sizes and pen widths
+    (`read_other_views`)."""
     from pipelines.images import Page, as_gray, load_gray
 
     gray = load_gray(image) if isinstance(image, (str, Path, Page)) else as_gray(image)
