@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipelines.amounts import GRAMMARS
+from pipelines.batch_reading import read_all
 from pipelines.cli import output_problem, positive_int
 from pipelines.make_cheques import add_cents_arguments
 from pipelines.metrics import (
@@ -29,10 +30,9 @@ from pipelines.metrics import (
     iou,
     segmentation_correct,
 )
-from pipelines.preparation import prepare_all
-from pipelines.reader import ZOOM_LOOK_BELOW, Reading, load_reader, read_prepared
+from pipelines.prepare_pool import prepare_all
+from pipelines.reader import ZOOM_LOOK_BELOW, Reading, load_reader
 
-BATCH = 32
 BITONAL = 0.1  # the share of bitonal test cheques
 
 
@@ -83,32 +83,18 @@ def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, gram
                threads: int, workers: int = 2, zoom_below: float = ZOOM_LOOK_BELOW
                ) -> tuple[list[Reading], float]:
     """Readings of every case and the wall time spent (PNG decoding, image analysis in
-    `workers` processes, LeNet and graphs in this one, in batches of BATCH; `zoom_below` as
-    `reader.read_prepared`'s)."""
+    `workers` processes, LeNet and graphs in this one: `batch_reading.read_all`; `zoom_below`
+    as `reader.read_prepared`'s)."""
     torch.set_num_threads(threads)
     reader = load_reader(weights)
-    readings: list[Reading] = []
     start = time.perf_counter()
-    prepared = prepare_all([c.png for c in cases], is_field, reader.field_proposer, workers,
-                           keep_images=False)
-    for at in range(0, len(cases), BATCH):
-        chunk = cases[at : at + BATCH]
-        by_grammar: dict[str, list[int]] = {}
-        preps, done = {}, {}
-        for i, case in enumerate(chunk):
-            prep = next(prepared)
-            if isinstance(prep, str):
-                done[i] = Reading(None, None, 0.0, True, None, error=prep)
-            else:
-                preps[i] = prep
-                by_grammar.setdefault(grammar or case.grammar, []).append(i)
-        for g, ids in by_grammar.items():
-            for i, (_, r) in zip(ids, read_prepared(reader, [preps[i] for i in ids],
-                                                    [chunk[i].png for i in ids], is_field, g,
-                                                    zoom_below=zoom_below)):
-                done[i] = r
-        readings += [done[i] for i in range(len(chunk))]
-    return readings, time.perf_counter() - start
+    with prepare_all([c.png for c in cases], is_field, reader.field_proposer, workers,
+                     keep_images=False) as prepared:
+        readings = [r for _, r in read_all(reader, prepared, [c.png for c in cases], is_field,
+                                           [grammar or c.grammar for c in cases],
+                                           zoom_below=zoom_below)]
+        seconds = time.perf_counter() - start  # the helpers' exit is not reading
+    return readings, seconds
 
 
 def score(cases: Sequence[Case], readings: Sequence[Reading], seconds: float) -> dict:

@@ -7,7 +7,7 @@ without loading it (about 2 s sooner), and hands numpy arrays to the learnable p
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -518,111 +518,65 @@ def faint_pen_view(gray: np.ndarray, first: Prepared, field_scorer: FieldChooser
                    field_features=np.concatenate([first.field_features, more.field_features]))
 
 
-_WORKER_RANKER: FieldRanker | None = None
-# Most sources handed to each helper ahead of the one being yielded: enough to keep it busy
-# while the caller decodes a batch of 32 (helpers are only handed more when the caller asks
-# for the next result), few enough to bound the results held (~0.3 MB each without pictures).
-HANDED_AHEAD = 48
-# How often (s) a wait for a helper's result looks whether a helper died: one killed while it
-# sends a result leaves the pool's reader blocked on the rest of the message, and the pool
-# never learns it is broken (CPython's ProcessPoolExecutor, 3.11).
-HELPER_CHECK_S = 0.5
+@dataclass(frozen=True)
+class SecondLook:
+    """A look the reader takes again at a source it read with little confidence (`source`:
+    encoded bytes, a file, a page of one or a greyscale array): with `faint_pen`, its first
+    preparation `first` with the fields a look in a pale pen's ink adds (`faint_pen_view`);
+    with `upside_down`, the source turned a half turn (`upside_down_view`); else the views
+    `looks` say (`other_views`). Plain data, so that a helper process can take it."""
+
+    source: bytes | str | Path | Page | np.ndarray
+    is_field: bool
+    keep_images: bool = False
+    faint_pen: bool = False
+    first: Prepared | None = None
+    upside_down: bool = False
+    looks: tuple[Look, ...] = ()
+
+    @property
+    def views(self) -> int:
+        return 1 if self.faint_pen or self.upside_down else len(self.looks)
 
 
-def _helper_died(pool: object) -> bool:
-    """Whether a process of a ProcessPoolExecutor has exited (its processes are private)."""
-    return any(p.exitcode is not None for p in list(getattr(pool, "_processes", {}).values()))
-
-
-def _abandon(pool: object) -> None:
-    """Kill a pool's helpers and close this process's end of their result pipe, so that a
-    reader blocked on a result a dead helper half sent reads end-of-file: the pool then
-    learns it is broken and can shut down (else its thread would block for ever)."""
-    for p in list(getattr(pool, "_processes", {}).values()):
-        p.kill()
-        p.join()
-    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
-    if writer is not None:
-        writer.close()
-
-
-def _init_worker(ranker: FieldRanker | None) -> None:
-    global _WORKER_RANKER
-    _WORKER_RANKER = ranker
-
-
-def _prepare_in_worker(job: tuple[bytes | str | Path, bool, bool]) -> Prepared | str:
-    return prepare_source(job[0], job[1], _WORKER_RANKER, job[2])
-
-
-def prepare_all(sources: Sequence[bytes | str | Path | Page], is_field: bool,
-                field_scorer: FieldChooser | None, workers: int = 1, keep_images: bool = True
-                ) -> Iterator[Prepared | str]:
-    """Yield `prepare_source` of each source in order, the image analysis running in
-    `workers` processes: this one and `workers - 1` helpers.
-
-    Helpers are handed a few sources at a time, in order. Whenever the next result is not
-    ready (while the helpers start, say), this process prepares the earliest source not yet
-    handed out itself: so `workers` processes keep as many cores busy, without a process more
-    than cores. If a helper dies (out of memory, say), this process prepares the rest."""
-    ranker = as_ranker(field_scorer)
-    jobs = [(s, is_field, keep_images) for s in sources]
-    if workers <= 1 or len(sources) < 2:
-        for s in sources:
-            yield prepare_source(s, is_field, ranker, keep_images)
-        return
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import Future, ProcessPoolExecutor
-    from concurrent.futures import TimeoutError as ResultLate  # not the builtin before 3.11
-    from concurrent.futures.process import BrokenProcessPool
-
-    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(ranker,))
-    # Sources are handed out lazily, never taken back: cancelling a queued future races with
-    # the pool failing it when a helper dies (an error in the pool's thread on Python 3.11).
-    # Each helper gets 2 sources at first and one more for each result helpers have sent
-    # back, up to HANDED_AHEAD: a few inputs are not all handed to a helper still starting.
-    unsent = deque(range(len(jobs)))
-    sent: dict[int, Future] = {}
-    here: dict[int, Prepared | str] = {}
-    helped = 0
-    broken = False
-
-    def here_next() -> None:
-        j = unsent.popleft()
-        here[j] = prepare_source(*jobs[j][:2], ranker, keep_images)
-
+def take_look(look: SecondLook, field_scorer: FieldChooser | None,
+              gray: np.ndarray | None = None) -> list[Prepared | None]:
+    """The `look.views` views a second look gives (`gray`: its source decoded, when known),
+    None for each that holds no ink. A second look is optional, so a source that no longer
+    decodes (a file changed since it was first read) or a look that fails unexpectedly (a
+    bug) gives None views and the first reading stands."""
     try:
-        for i in range(len(jobs)):
-            while i not in here:
-                ahead = (workers - 1) * min(HANDED_AHEAD, 2 + helped)
-                while not broken and unsent and len(sent) < ahead:
-                    j = unsent.popleft()
-                    try:
-                        sent[j] = pool.submit(_prepare_in_worker, jobs[j])
-                    except BrokenProcessPool:  # a helper died since the last result came
-                        unsent.appendleft(j)
-                        broken = True
-                if i not in sent:  # not handed out: the earliest unsent source
-                    here_next()
-                elif sent[i].done() or broken or not unsent:
-                    fut = sent.pop(i)
-                    try:
-                        while not (broken or fut.done()):
-                            try:
-                                fut.result(timeout=HELPER_CHECK_S)
-                            except ResultLate:
-                                broken = _helper_died(pool)
-                        here[i] = fut.result(timeout=0)
-                        helped += 1
-                    except (BrokenProcessPool, ResultLate):
-                        broken = True
-                        here[i] = prepare_source(*jobs[i][:2], ranker, keep_images)
-                else:
-                    here_next()
-            yield here.pop(i)
-    finally:  # a caller that stops early (or Ctrl-C) does not wait for the rest
-        if broken and _helper_died(pool):
-            _abandon(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
+        if gray is None:
+            gray = look.source if isinstance(look.source, np.ndarray) else load_source(
+                look.source)
+        if look.faint_pen:
+            return [faint_pen_view(gray, look.first, field_scorer,  # type: ignore[arg-type]
+                                   look.keep_images)]
+        if look.upside_down:
+            return [upside_down_view(gray, look.is_field, field_scorer, look.keep_images)]
+        return list(other_views(gray, look.is_field, field_scorer, look.looks,
+                                look.keep_images))
+    except Exception:
+        return [None] * look.views
+
+
+class LooksHere:
+    """`take_look` of each of a list of looks, in this process, decoding each source once
+    for all the rounds of looks at it (as long as this object lives)."""
+
+    def __init__(self, field_scorer: FieldChooser | None) -> None:
+        self.ranker = as_ranker(field_scorer)
+        self.grays: dict[int, tuple[object, np.ndarray]] = {}  # by id, the source kept alive
+
+    def __call__(self, looks: Sequence[SecondLook]) -> list[list[Prepared | None]]:
+        return [take_look(look, self.ranker, self._gray(look.source)) for look in looks]
+
+    def _gray(self, source: bytes | str | Path | Page | np.ndarray) -> np.ndarray | None:
+        if isinstance(source, np.ndarray):
+            return source
+        if id(source) not in self.grays:
+            try:
+                self.grays[id(source)] = (source, load_source(source))
+            except Exception:  # take_look tells it again, as a look without views
+                return None
+        return self.grays[id(source)][1]

@@ -105,15 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     import torch
 
+    from pipelines.batch_reading import read_all
     from pipelines.images import pages_of
-    from pipelines.preparation import load_source, prepare_all
-    from pipelines.reader import (
-        DEFAULT_REJECT_BELOW,
-        ZOOM_LOOK_BELOW,
-        Reading,
-        load_reader,
-        read_prepared,
-    )
+    from pipelines.preparation import load_source
+    from pipelines.prepare_pool import prepare_all
+    from pipelines.reader import DEFAULT_REJECT_BELOW, ZOOM_LOOK_BELOW, load_reader
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -143,38 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = args.workers
     if workers is None:  # helpers pay for their start (~0.5 s) from a few dozen inputs on
         workers = min(os.cpu_count() or 1, 8) if len(inputs) >= AUTO_WORKERS_FROM else 1
-    prepared = prepare_all(inputs, args.field, reader.field_proposer, workers,
-                           keep_images=args.explain is not None)
-    for at in range(0, len(inputs), BATCH):
-        chunk = inputs[at : at + BATCH]
-        results: dict[int, Reading] = {}
-        ready, ready_ids = [], []
-        for i in range(len(chunk)):
-            prep = next(prepared)
-            if isinstance(prep, str):
-                results[i] = Reading(None, None, 0.0, True, None, error=prep)
-            else:
-                ready.append(prep)
-                ready_ids.append(i)
-        if ready:
-            want_alternatives = 3 if args.explain else 0
-            for i, (prep, reading) in zip(ready_ids, read_prepared(
-                    reader, ready, [chunk[i] for i in ready_ids], args.field, args.grammar,
-                    reject_below, want_alternatives, keep_images=args.explain is not None,
-                    zoom_below=zoom_below)):
-                results[i] = reading
-                if args.explain:
-                    from pipelines.explain import draw_explanation
+    keep_images = args.explain is not None
+    with prepare_all(inputs, args.field, reader.field_proposer, workers,
+                     keep_images=keep_images) as prepared:
+        readings = read_all(reader, prepared, inputs, args.field, [args.grammar] * len(inputs),
+                            reject_below, 3 if args.explain else 0, keep_images, zoom_below)
+        for k, (source, (prep, reading)) in enumerate(zip(inputs, readings)):
+            if args.explain and prep is not None:
+                from pipelines.explain import draw_explanation
 
-                    draw_explanation(load_source(chunk[i]), prep, reading,
-                                     _explain_path(args.explain, at + i, len(inputs)))
-        for i, source in enumerate(chunk):
-            reading = results[i]
+                draw_explanation(load_source(source), prep, reading,
+                                 _explain_path(args.explain, k, len(inputs)))
             _emit(source, reading, args.json)
             if reading.error or reading.rejected:
                 status = EXIT_SOME_FAILED
-        if progress is not None:
-            progress.update(len(chunk))
+            if progress is not None:
+                progress.update(1)
     if progress is not None:
         progress.close()
     return status

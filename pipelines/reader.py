@@ -8,11 +8,11 @@ be trained globally; `read_cheque` is the one-call function for library users.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -26,13 +26,11 @@ from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, label
 from pipelines.lenet import for_inference
 from pipelines.preparation import (
     Look,
+    LooksHere,
     Prepared,
+    SecondLook,
     box_in_scan,
-    faint_pen_view,
-    load_source,
-    other_views,
     prepare,
-    upside_down_view,
 )
 from pipelines.recognition import RaisedScorer, SegmentScorer, interpretation_graph
 from pipelines.recognizer import load_recognizer
@@ -552,12 +550,33 @@ def save_mixture(paths: Sequence[str | Path], out: str | Path, **extra: object) 
     torch.save({"kind": "mixture", "members": members, **extra}, Path(out))
 
 
-def read_again(reader: ChequeReader | ReaderMixture,
-               sources: Sequence[bytes | str | Path | np.ndarray], preps: Sequence[Prepared],
-               readings: Sequence[Reading], is_field: bool,
+# Takes second looks (`preparation.take_look` of each): `preparation.LooksHere` in this
+# process, or `prepare_pool.PreparedSources.take_looks` in helper processes.
+Looker = Callable[[Sequence[SecondLook]], list[list[Prepared | None]]]
+Source = bytes | str | Path | np.ndarray
+Result = TypeVar("Result")
+# A reading that asks for second looks on its way: it yields the looks it wants, is sent
+# their views (`take_look` of each) and returns its result. Whoever runs it may do other work
+# while the looks are taken (`batch_reading.read_all`); `run_steps` waits for them.
+LookSteps = Generator[list[SecondLook], list[list[Prepared | None]], Result]
+
+
+def run_steps(steps: LookSteps[Result], looker: Looker) -> Result:
+    """Run `steps` to its result, `looker` taking the looks it asks for."""
+    try:
+        asked = next(steps)
+        while True:
+            asked = steps.send(looker(asked))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def read_again(reader: ChequeReader | ReaderMixture, sources: Sequence[Source],
+               preps: Sequence[Prepared], readings: Sequence[Reading], is_field: bool,
                grammars: Sequence[str], reject_below: float = DEFAULT_REJECT_BELOW,
                alternatives: int = 0, keep_images: bool = False,
-               decoded: Decodings | None = None) -> dict[int, tuple[Prepared, Reading]]:
+               decoded: Decodings | None = None, looker: Looker | None = None
+               ) -> dict[int, tuple[Prepared, Reading]]:
     """Read again the images read with little confidence (not those that failed). A cheque
     scan under FAINT_PEN_BELOW is read again with the fields a look in a pale pen's ink finds
     added to its first preparation (`preparation.faint_pen_view`), and that reading replaces
@@ -568,73 +587,40 @@ def read_again(reader: ChequeReader | ReaderMixture,
     no more). Return the preparation and reading kept, by index, where they changed.
     `sources[i]` is the encoded image, file or greyscale array that gave `preps[i]` and
     `readings[i]`, read with grammar `grammars[i]`. What the readers find is added to
-    `decoded` (`decode_batch`)."""
-    views: list[tuple[int, Prepared, bool]] = []  # (reading, view, whether a faint-pen view)
+    `decoded` (`decode_batch`); `looker` takes the looks (default: this process)."""
+    return run_steps(read_again_steps(reader, sources, preps, readings, is_field, grammars,
+                                      reject_below, alternatives, keep_images, decoded),
+                     LooksHere(reader.field_proposer) if looker is None else looker)
+
+
+def read_again_steps(reader: ChequeReader | ReaderMixture, sources: Sequence[Source],
+                     preps: Sequence[Prepared], readings: Sequence[Reading], is_field: bool,
+                     grammars: Sequence[str], reject_below: float = DEFAULT_REJECT_BELOW,
+                     alternatives: int = 0, keep_images: bool = False,
+                     decoded: Decodings | None = None
+                     ) -> LookSteps[dict[int, tuple[Prepared, Reading]]]:
+    """`read_again` as `LookSteps`."""
+    looks: list[tuple[int, SecondLook]] = []  # faint-pen looks first: a turned one competes
     for i, r in enumerate(readings):
-        turn = r.confidence < RETRY_BELOW or fits_badly(r)
-        faint = not is_field and r.confidence < FAINT_PEN_BELOW
-        if r.error is not None or not (turn or faint):
+        if r.error is not None:
             continue
-        try:
-            gray = _as_gray(sources[i])
-        except ValueError:  # it was read once: only a file changed meanwhile gets here
-            continue
-        views += [(i, view, is_faint) for view, is_faint in second_looks(
-            reader, gray, preps[i], is_field, faint, turn, keep_images)]
+        if not is_field and r.confidence < FAINT_PEN_BELOW:
+            looks.append((i, SecondLook(sources[i], is_field, keep_images, faint_pen=True,
+                                        first=preps[i])))
+        if r.confidence < RETRY_BELOW or fits_badly(r):
+            looks.append((i, SecondLook(sources[i], is_field, keep_images, upside_down=True)))
+    taken = (yield [look for _, look in looks]) if looks else []
+    views = [(i, view, look.faint_pen) for (i, look), (view,) in zip(looks, taken)
+             if view is not None]
     better: dict[int, tuple[Prepared, Reading]] = {}
     for grammar in sorted({grammars[i] for i, _, _ in views}):
         mine = [v for v in views if grammars[v[0]] == grammar]
-        # faint-pen views come first for each reading: an upside-down one then competes
         for (i, prep, faint), again in zip(mine, decode_batch(
                 reader, [p for _, p, _ in mine], grammar, reject_below, alternatives, decoded)):
             best = better[i][1] if i in better else readings[i]
             if faint or (again.confidence > best.confidence and not again.rejected):
                 better[i] = (prep, again)
     return better
-
-
-def second_looks(reader: ChequeReader | ReaderMixture, gray: np.ndarray, first: Prepared,
-                 is_field: bool, faint: bool, turn: bool, keep_images: bool
-                 ) -> list[tuple[Prepared, bool]]:
-    """The views `read_again` reads of an image: with `faint`, its first preparation with the
-    fields of a search in a pale pen's ink; with `turn`, the image upside down. (view, whether
-    the faint-pen one) each. A look that fails unexpectedly (a bug) is left out: a second look
-    is optional, and the first reading stands."""
-    out = []
-    for is_faint, wanted in ((True, faint), (False, turn)):
-        if not wanted:
-            continue
-        try:
-            view = (faint_pen_view(gray, first, reader.field_proposer, keep_images) if is_faint
-                    else upside_down_view(gray, is_field, reader.field_proposer, keep_images))
-        except Exception:
-            view = None
-        if view is not None:
-            out.append((view, is_faint))
-    return out
-
-
-def _as_gray(source: bytes | str | Path | np.ndarray) -> np.ndarray:
-    """A source as a greyscale image (an array is one already); raises ValueError."""
-    return source if isinstance(source, np.ndarray) else load_source(source)
-
-
-class GraySources(Sequence[np.ndarray]):
-    """Sources as greyscale images, each decoded when first asked for and kept: the second
-    looks at one scan (`read_again`, `read_other_views`) decode it once. Raises ValueError for
-    one that does not decode."""
-
-    def __init__(self, sources: Sequence[bytes | str | Path | np.ndarray]) -> None:
-        self.sources = sources
-        self.grays: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        if i not in self.grays:
-            self.grays[i] = _as_gray(self.sources[i])
-        return self.grays[i]
 
 
 def fits_badly(reading: Reading) -> bool:
@@ -644,36 +630,62 @@ def fits_badly(reading: Reading) -> bool:
 
 
 def read_prepared(reader: ChequeReader | ReaderMixture, preps: Sequence[Prepared],
-                  sources: Sequence[bytes | str | Path | np.ndarray], is_field: bool,
-                  grammar: str, reject_below: float = DEFAULT_REJECT_BELOW,
-                  alternatives: int = 0, keep_images: bool = False,
-                  zoom_below: float = ZOOM_LOOK_BELOW) -> list[tuple[Prepared, Reading]]:
+                  sources: Sequence[Source], is_field: bool, grammar: str,
+                  reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+                  keep_images: bool = False, zoom_below: float = ZOOM_LOOK_BELOW,
+                  looker: Looker | None = None) -> list[tuple[Prepared, Reading]]:
     """`decode_batch` of prepared images, then `read_again` of those read with little
     confidence, then `read_other_views` of those still read less confidently than `zoom_below`
-    (0: none): the preparation and reading kept for each (`sources[i]` gave `preps[i]`)."""
+    (0: none): the preparation and reading kept for each (`sources[i]` gave `preps[i]`).
+    `looker` takes the second looks (default: this process, decoding each source once)."""
+    return run_steps(reading_steps(reader, preps, sources, is_field, grammar, reject_below,
+                                   alternatives, keep_images, zoom_below),
+                     LooksHere(reader.field_proposer) if looker is None else looker)
+
+
+def reading_steps(reader: ChequeReader | ReaderMixture, preps: Sequence[Prepared],
+                  sources: Sequence[Source], is_field: bool, grammar: str,
+                  reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
+                  keep_images: bool = False, zoom_below: float = ZOOM_LOOK_BELOW
+                  ) -> LookSteps[list[tuple[Prepared, Reading]]]:
+    """`read_prepared` as `LookSteps`."""
     decoded: Decodings = {}  # what each reader found, not to decode a view twice
-    sources = GraySources(sources)  # read_again's and read_other_views' looks decode it once
     readings = decode_batch(reader, preps, grammar, reject_below, alternatives, decoded)
-    again = read_again(reader, sources, preps, readings, is_field, [grammar] * len(preps),
-                       reject_below, alternatives, keep_images, decoded)
+    again = yield from read_again_steps(reader, sources, preps, readings, is_field,
+                                        [grammar] * len(preps), reject_below, alternatives,
+                                        keep_images, decoded)
     kept = [again.get(i, (p, r)) for i, (p, r) in enumerate(zip(preps, readings))]
-    looked = read_other_views(reader, sources, kept, is_field, grammar, reject_below,
-                              alternatives, keep_images, zoom_below, decoded)
+    looked = yield from read_other_views_steps(reader, sources, kept, is_field, grammar,
+                                               reject_below, alternatives, keep_images,
+                                               zoom_below, decoded)
     return [looked.get(i, pair) for i, pair in enumerate(kept)]
 
 
-def read_other_views(reader: ChequeReader | ReaderMixture,
-                     sources: Sequence[bytes | str | Path | np.ndarray],
+def read_other_views(reader: ChequeReader | ReaderMixture, sources: Sequence[Source],
                      kept: Sequence[tuple[Prepared, Reading]], is_field: bool, grammar: str,
                      reject_below: float = DEFAULT_REJECT_BELOW, alternatives: int = 0,
                      keep_images: bool = False, zoom_below: float = ZOOM_LOOK_BELOW,
-                     decoded: Decodings | None = None) -> dict[int, tuple[Prepared, Reading]]:
+                     decoded: Decodings | None = None, looker: Looker | None = None
+                     ) -> dict[int, tuple[Prepared, Reading]]:
     """Read again the images whose reading (`kept[i]`, from `sources[i]`) is less confident
     than `zoom_below`, in the views of each round of LOOKS in turn (other sizes, then other
     pen widths), and take `pooled_readings` of the view read and every view so far; an image
     read at least that confidently after a round gets no more. Not those that failed or were
-    read upside down (the other views are upright). `decoded`: as `pooled_readings`'. The
-    preparation and reading, by index."""
+    read upside down (the other views are upright). `decoded`: as `pooled_readings`';
+    `looker` as `read_prepared`'s. The preparation and reading, by index."""
+    return run_steps(read_other_views_steps(reader, sources, kept, is_field, grammar,
+                                            reject_below, alternatives, keep_images,
+                                            zoom_below, decoded),
+                     LooksHere(reader.field_proposer) if looker is None else looker)
+
+
+def read_other_views_steps(reader: ChequeReader | ReaderMixture, sources: Sequence[Source],
+                           kept: Sequence[tuple[Prepared, Reading]], is_field: bool,
+                           grammar: str, reject_below: float = DEFAULT_REJECT_BELOW,
+                           alternatives: int = 0, keep_images: bool = False,
+                           zoom_below: float = ZOOM_LOOK_BELOW, decoded: Decodings | None = None
+                           ) -> LookSteps[dict[int, tuple[Prepared, Reading]]]:
+    """`read_other_views` as `LookSteps`."""
     decoded = {} if decoded is None else decoded
     seen: dict[int, list[Prepared | None]] = {}  # the views of each image so far
     looked: dict[int, tuple[Prepared, Reading]] = {}
@@ -684,15 +696,12 @@ def read_other_views(reader: ChequeReader | ReaderMixture,
             if r.error is not None or r.confidence >= zoom_below or (i not in seen and (
                     r.field_index is not None and prep.fields[r.field_index].turns == 2)):
                 continue
-            try:
-                views = other_views(_as_gray(sources[i]), is_field, reader.field_proposer,
-                                    looks, keep_images)
-            except Exception:  # a second look is optional: the reading stands (second_looks)
-                continue
-            seen[i] = seen.get(i, [prep]) + views
             todo.append(i)
         if not todo:
             break
+        taken = yield [SecondLook(sources[i], is_field, keep_images, looks=looks) for i in todo]
+        for i, views in zip(todo, taken):
+            seen[i] = seen.get(i, [kept[i][0]]) + views
         pooled = pooled_readings(reader, [seen[i] for i in todo], grammar, reject_below,
                                  alternatives, decoded)
         looked.update(zip(todo, pooled))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import gtn
+from pipelines import preparation as preparation_module
 from pipelines.images import as_gray
 from pipelines.mnist import mnist_dir
 from pipelines.preparation import prepare
@@ -182,7 +183,7 @@ def test_prepare_all_in_several_processes_gives_the_single_process_results_in_or
     """Helpers plus this process (which prepares what no helper has taken yet) give exactly
     what one process gives, in input order, failures included; without pictures the
     segmentations keep their shapes and graphs."""
-    from pipelines.preparation import prepare_all
+    from pipelines.prepare_pool import prepare_all
 
     sources = [SAMPLES / rec["file"] for rec in LABELS[:5]]
     sources.insert(2, b"not an image")
@@ -272,7 +273,7 @@ def test_prepare_all_goes_on_in_this_process_when_a_helper_dies(reader):
     import os
     import signal
 
-    from pipelines.preparation import prepare_all
+    from pipelines.prepare_pool import prepare_all
 
     sources = [SAMPLES / rec["file"] for rec in LABELS] * 2
     out = []
@@ -360,15 +361,15 @@ def test_only_unconfident_readings_are_read_again(reader, monkeypatch):
 
     scan = np.asarray(Image.open(SAMPLES / rec["file"]).convert("L"))
     prep = prepare(scan, field_scorer=reader.field_proposer)
-    monkeypatch.setattr(reader_module, "upside_down_view", no_call)
-    monkeypatch.setattr(reader_module, "faint_pen_view", no_call)
+    monkeypatch.setattr(preparation_module, "upside_down_view", no_call)
+    monkeypatch.setattr(preparation_module, "faint_pen_view", no_call)
     assert read_again(reader, [gray, gray], [prep, prep], [sure, failed], False,
                       ["us", "us"]) == {}
     # a field image has no other field to find: only an unsure one is read again (upside down)
     field = Reading("12", "12", RETRY_BELOW, False, (0, 0, 1, 1))
     assert read_again(reader, [gray], [prep], [field], True, ["us"]) == {}
     monkeypatch.undo()
-    monkeypatch.setattr(reader_module, "faint_pen_view", lambda *args, **kwargs: None)
+    monkeypatch.setattr(preparation_module, "faint_pen_view", lambda *args, **kwargs: None)
     first = read_cheque(scan, reader, grammar=rec["grammar"])
     # The scan is upright: turned upside down it reads with a small confidence, measured first.
     doubt = Reading(first.amount, first.text, 0.0, True, first.field_box)
@@ -445,14 +446,13 @@ def test_the_faint_pen_view_adds_other_fields_to_the_first_look(reader):
 def test_a_second_look_that_fails_leaves_the_first_reading(reader, monkeypatch):
     """An unexpected error in a second look (a bug) does not stop the batch: that look is left
     out and the first reading stands."""
-    import pipelines.reader as reader_module
     from pipelines.reader import Reading, read_again
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in a second look")
 
-    monkeypatch.setattr(reader_module, "faint_pen_view", broken)
-    monkeypatch.setattr(reader_module, "upside_down_view", broken)
+    monkeypatch.setattr(preparation_module, "faint_pen_view", broken)
+    monkeypatch.setattr(preparation_module, "upside_down_view", broken)
     gray = np.full((60, 200), 240, np.uint8)
     doubt = Reading("12", "12", 0.0, True, (0, 0, 1, 1))
     assert read_again(reader, [gray], [None], [doubt], False, ["us"]) == {}
@@ -469,9 +469,9 @@ def test_confident_readings_whose_characters_fit_badly_are_read_again(reader, mo
         return Reading("11", "11", confidence, False, (0, 0, 1, 1), segments=segments)
 
     asked: list[int] = []
-    monkeypatch.setattr(reader_module, "upside_down_view",
+    monkeypatch.setattr(preparation_module, "upside_down_view",
                         lambda gray, *args, **kwargs: asked.append(int(gray[0, 0])))
-    monkeypatch.setattr(reader_module, "faint_pen_view", lambda *args, **kwargs: None)
+    monkeypatch.setattr(preparation_module, "faint_pen_view", lambda *args, **kwargs: None)
     grays = [np.full((60, 200), v, np.uint8) for v in range(4)]
     readings = [reading(0.9, [RETRY_PENALTY + 1, RETRY_PENALTY - 0.5]),  # 3.0 + 0.5 on average
                 reading(0.9, [RETRY_PENALTY + 0.4, RETRY_PENALTY - 0.5]),  # under it

@@ -16,7 +16,14 @@ from pipelines import preparation
 from pipelines import reader as reader_module
 from pipelines.images import load_gray
 from pipelines.metrics import iou
-from pipelines.preparation import Look, box_in_scan, drawn_thicker, other_views, prepare
+from pipelines.preparation import (
+    Look,
+    LooksHere,
+    box_in_scan,
+    drawn_thicker,
+    other_views,
+    prepare,
+)
 from pipelines.reader import (
     LOOKS,
     ZOOM_LOOK_BELOW,
@@ -98,23 +105,22 @@ def test_a_reading_in_other_views_is_the_mean_posterior_over_views_and_readers(g
     assert read.amount == "240.47"
 
 
-def test_only_readings_under_the_threshold_are_looked_at_again(trained, gray, monkeypatch):
+def test_only_readings_under_the_threshold_are_looked_at_again(trained, gray):
     looks = []
-    real = reader_module.other_views
+    here = LooksHere(trained.field_proposer)
 
-    def counted(*args, **kwargs):
-        looks.append(args[3])
-        return real(*args, **kwargs)
+    def counted(asked):
+        looks.extend(look.looks for look in asked)
+        return here(asked)
 
-    monkeypatch.setattr(reader_module, "other_views", counted)
     prep = prepare(gray, field_scorer=trained.field_proposer)
     first = decode_batch(trained, [prep], "us")[0]
     (_, sure), = read_prepared(trained, [prep], [gray], False, "us",
-                               zoom_below=first.confidence - 1e-6)
+                               zoom_below=first.confidence - 1e-6, looker=counted)
     assert not looks and (sure.amount, sure.confidence) == (first.amount, first.confidence)
-    read_prepared(trained, [prep], [gray], False, "us", zoom_below=1.01)
+    read_prepared(trained, [prep], [gray], False, "us", zoom_below=1.01, looker=counted)
     assert looks == list(LOOKS)  # never that sure: every round
-    read_prepared(trained, [prep], [gray], False, "us", zoom_below=0.0)
+    read_prepared(trained, [prep], [gray], False, "us", zoom_below=0.0, looker=counted)
     assert looks == list(LOOKS)
 
 
@@ -125,9 +131,10 @@ def test_a_round_of_looks_is_for_the_readings_still_unsure(trained, gray, monkey
     upside = replace(prep, fields=[replace(f, turns=2) for f in prep.fields])
     made, pooled_over = [], []
 
-    def views(gray, is_field, proposer, looks, keep_images):
-        made.append(looks)
-        return [(len(made), k) for k in range(len(looks))]  # tokens standing for views
+    def views(asked):
+        made.extend(look.looks for look in asked)
+        return [[(len(made) - len(asked) + n + 1, k) for k in range(len(look.looks))]
+                for n, look in enumerate(asked)]  # tokens standing for views
 
     def pooled(reader, views_of, grammar, reject_below, alternatives, decoded):
         pooled_over.append(views_of)
@@ -135,12 +142,12 @@ def test_a_round_of_looks_is_for_the_readings_still_unsure(trained, gray, monkey
         return [(vs[0], Reading("1", "1", c, False, None, field_index=0))
                 for vs, c in zip(views_of, sure)]
 
-    monkeypatch.setattr(reader_module, "other_views", views)
     monkeypatch.setattr(reader_module, "pooled_readings", pooled)
     monkeypatch.setattr(reader_module, "LOOKS", ((Look(zoom=0.8),), (Look(pen=1),)))
     unsure = Reading("1", "1", 0.1, True, None, field_index=0)
     got = reader_module.read_other_views(trained, [gray] * 3, [(prep, unsure)] * 2
-                                         + [(upside, unsure)], False, "us", zoom_below=0.6)
+                                         + [(upside, unsure)], False, "us", zoom_below=0.6,
+                                         looker=views)
     assert made == [(Look(zoom=0.8),)] * 2 + [(Look(pen=1),)]
     assert pooled_over == [[[prep, (1, 0)], [prep, (2, 0)]], [[prep, (2, 0), (3, 0)]]]
     assert sorted(got) == [0, 1] and got[0][1].confidence == 0.95
