@@ -1,9 +1,10 @@
 """The reader's image analysis shared between this process and helper processes.
 
 `prepare_all` gives the first preparation of each source, in order, while the reader decodes
-(LeNet and graphs) in this process; its `take_looks` takes the second looks the reader asks
-for meanwhile (`preparation.SecondLook`) in the helpers, this process preparing later sources
-while it waits, so that both cores stay busy when many scans are looked at again.
+(LeNet and graphs) in this process; its `ask_looks` hands the second looks the reader asks for
+meanwhile (`preparation.SecondLook`) to the helpers, and `looks_taken` gives their views, this
+process preparing later sources while it waits: so both cores stay busy when many scans are
+looked at again (`batch_reading.read_all` decodes other batches meanwhile).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
 
 # Jobs queued for each helper: it finishes one, and gets the next as soon as the pool's thread
 # sees the result, without waiting for this process (busy decoding) to ask. A short queue lets
-# a second look this process asks for wait behind few first preparations.
+# a second look this process asks for wait behind few first preparations (2, 3 and 6 read the
+# 500 test cheques as fast).
 HELPER_QUEUE = 3
-# Most results held (handed out or prepared here, not yet taken by the caller): ~0.3 MB each
-# without pictures.
-PREPARED_AHEAD = 192
+# Most results held (handed out or prepared here, not yet taken by the caller): 0.3-0.7 MB
+# each without pictures, 1-1.3 MB with them. The default reader read the 500 test cheques as
+# fast holding at most 96 as 192.
+PREPARED_AHEAD = 96
 # How often (s) a wait for a helper's result looks whether a helper died: one killed while it
 # sends a result leaves the pool's reader blocked on the rest of the message, and the pool
 # never learns it is broken (CPython's ProcessPoolExecutor, 3.11).
