@@ -42,7 +42,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="reject readings whose confidence is below P (0..1)")
     p.add_argument("--zoom-below", type=float, default=None, metavar="P",
                    help="read scans read with a confidence below P again at other sizes "
-                        "and pen widths (0..1; default 0.6; 0: never, the fastest)")
+                        "and pen widths (0..1; default 0.7; 0: never, the fastest)")
     p.add_argument("--explain", type=Path, metavar="OUT.png",
                    help="draw the field, cuts, chosen segments and alternatives")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
