@@ -93,8 +93,8 @@ def test_plain_mode_reports_failures_on_stderr(capsys, bad_inputs):
 
 
 def test_zoom_below_sets_when_a_scan_is_read_at_other_sizes(capsys):
-    """Sample 00003 reads 14.00 at 0.55 confidence as it is: under the default 0.6 it is read
-    at other sizes too, which changes its confidence; with 0 it is not."""
+    """Sample 00003 reads 14.00 at 0.55 confidence as it is: under 0.6 (and the default 0.7)
+    it is read at other sizes too, which changes its confidence; with 0 it is not."""
     confidences = []
     for value in ("0", "0.6"):
         code, out, _ = run(capsys, SAMPLE, "--zoom-below", value)
@@ -102,6 +102,20 @@ def test_zoom_below_sets_when_a_scan_is_read_at_other_sizes(capsys):
         confidences.append(float(confidence))
     assert confidences[0] == pytest.approx(0.554, abs=0.01)
     assert abs(confidences[1] - confidences[0]) > 0.02
+
+
+def test_helper_processes_read_as_this_process_alone(capsys, tmp_path):
+    """With a helper taking the first preparations and the second looks (every scan looked at
+    again: --zoom-below 1), the output is line for line what one process prints."""
+    (tmp_path / "text.png").write_text("not an image at all")
+    paths = [*sorted(SAMPLES.glob("0000[0-5].png")), tmp_path / "text.png", SAMPLES / "00006.png"]
+    outputs = []
+    for workers in ("1", "2"):
+        code, out, _ = run(capsys, *paths, "--json", "--zoom-below", "1", "--workers", workers)
+        assert code == 1  # the text file failed
+        outputs.append([json.loads(line) for line in out.splitlines()])
+    assert len(outputs[0]) == len(paths) and outputs[0] == outputs[1]
+    assert outputs[0][6]["error"] and outputs[0][7]["amount"]
 
 
 @pytest.mark.parametrize("argv", [["--grammar", "fr"], ["--reject-below", "1.5"], [],
