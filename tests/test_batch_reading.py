@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.batch_reading import read_all
-from pipelines.prepare_pool import prepare_all
 from pipelines.preparation import prepare_source
+from pipelines.prepare_pool import prepare_all
 from pipelines.reader import load_reader, read_prepared
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

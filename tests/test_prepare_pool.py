@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.prepare_pool import prepare_all
 from pipelines.preparation import Look, LooksHere, SecondLook, prepare_source
+from pipelines.prepare_pool import prepare_all
 from pipelines.reader import load_trainable_reader
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
