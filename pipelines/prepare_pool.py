@@ -95,8 +95,9 @@ class LookOrder:
 
 
 class PreparedSources(Iterator[Prepared | str]):
-    """`prepare_source` of each source in order (see `prepare_all`), and `take_looks`.
-    A context manager: leaving it (or reading past the last source) stops the helpers."""
+    """`prepare_source` of each source in order (see `prepare_all`), and second looks taken
+    meanwhile (`ask_looks`, `looks_taken`). A context manager: leaving it (or reading past
+    the last source) stops the helpers."""
 
     def __init__(self, sources: Sequence[Source], is_field: bool,
                  field_scorer: FieldChooser | None, workers: int = 1,
@@ -281,5 +282,6 @@ def prepare_all(sources: Sequence[Source], is_field: bool, field_scorer: FieldCh
     Helpers are handed a few sources at a time, in order. Whenever the next result is not
     ready (while the helpers start, say), this process prepares the earliest source not yet
     handed out itself: so `workers` processes keep as many cores busy, without a process more
-    than cores. If a helper dies (out of memory, say), this process prepares the rest."""
+    than cores. If a helper dies (out of memory, say), this process prepares the rest. Use it
+    in a `with` block (or read every source): the helpers stop when it ends."""
     return PreparedSources(sources, is_field, field_scorer, workers, keep_images)
