@@ -562,14 +562,19 @@ def take_look(look: SecondLook, field_scorer: FieldChooser | None,
 
 class LooksHere:
     """`take_look` of each of a list of looks, in this process, decoding each source once
-    for all the rounds of looks at it (as long as this object lives)."""
+    for all the rounds of looks at it: the last `most_kept` sources decoded are kept (all of
+    them without a bound, as long as this object lives)."""
 
-    def __init__(self, field_scorer: FieldChooser | None) -> None:
+    def __init__(self, field_scorer: FieldChooser | None, most_kept: int | None = None) -> None:
         self.ranker = as_ranker(field_scorer)
+        self.most_kept = most_kept
         self.grays: dict[int, tuple[object, np.ndarray]] = {}  # by id, the source kept alive
 
     def __call__(self, looks: Sequence[SecondLook]) -> list[list[Prepared | None]]:
-        return [take_look(look, self.ranker, self._gray(look.source)) for look in looks]
+        return [self.take(look) for look in looks]
+
+    def take(self, look: SecondLook) -> list[Prepared | None]:
+        return take_look(look, self.ranker, self._gray(look.source))
 
     def _gray(self, source: bytes | str | Path | Page | np.ndarray) -> np.ndarray | None:
         if isinstance(source, np.ndarray):
@@ -579,4 +584,6 @@ class LooksHere:
                 self.grays[id(source)] = (source, load_source(source))
             except Exception:  # take_look tells it again, as a look without views
                 return None
+            if self.most_kept is not None and len(self.grays) > self.most_kept:
+                del self.grays[next(iter(self.grays))]  # the earliest decoded
         return self.grays[id(source)][1]

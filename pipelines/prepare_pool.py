@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 from pipelines.fields import FieldRanker
 from pipelines.preparation import (
     FieldChooser,
+    LooksHere,
     Prepared,
     SecondLook,
     as_ranker,
@@ -44,6 +45,9 @@ HELPER_QUEUE = 3
 # each without pictures, 1-1.3 MB with them. The default reader read the 500 test cheques as
 # fast holding at most 96 as 192.
 PREPARED_AHEAD = 96
+# Sources whose decoded pixels this process keeps for the rounds of second looks it takes
+# itself (two batches of 32 being read at once), so as to decode each once.
+GRAYS_KEPT = 64
 # How often (s) a wait for a helper's result looks whether a helper died: one killed while it
 # sends a result leaves the pool's reader blocked on the rest of the message, and the pool
 # never learns it is broken (CPython's ProcessPoolExecutor, 3.11).
@@ -103,6 +107,7 @@ class PreparedSources(Iterator[Prepared | str]):
                  field_scorer: FieldChooser | None, workers: int = 1,
                  keep_images: bool = True) -> None:
         self.ranker = as_ranker(field_scorer)
+        self.looks_here = LooksHere(self.ranker, GRAYS_KEPT)
         self.jobs = [(s, is_field, keep_images) for s in sources]
         self.workers = workers
         self.next_index = 0
@@ -244,12 +249,11 @@ class PreparedSources(Iterator[Prepared | str]):
         those it kept, then prepares later sources while the helpers take theirs."""
         looks, sent = order.looks, order.sent
         out: list[list[Prepared | None]] = [
-            [] if k < len(sent) else take_look(look, self.ranker)
-            for k, look in enumerate(looks)]
+            [] if k < len(sent) else self.looks_here.take(look) for k, look in enumerate(looks)]
         for k, fut in enumerate(sent):
             while not (fut.done() or self.broken) and self._prepare_here():
                 pass
-            out[k] = self._collect(fut, functools.partial(take_look, looks[k], self.ranker))
+            out[k] = self._collect(fut, functools.partial(self.looks_here.take, looks[k]))
         return out
 
     def close(self) -> None:
