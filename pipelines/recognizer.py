@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from pipelines.charset import CLASSES
-from pipelines.lenet import LeNet5, LeNet5Modern, count_parameters
+from pipelines.lenet import LeNet5, LeNet5Modern, WideCNN, count_parameters
 
-ARCHS: dict[str, type[nn.Module]] = {"lenet5": LeNet5, "lenet5-modern": LeNet5Modern}
+ARCHS: dict[str, type[nn.Module]] = {"lenet5": LeNet5, "lenet5-modern": LeNet5Modern,
+                                     "cnn-wide": WideCNN}
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "lenet5.pt"
 
 

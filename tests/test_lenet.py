@@ -95,8 +95,19 @@ def test_modern_penalties_are_negative_log_probabilities() -> None:
 
 def test_build_model_names() -> None:
     assert isinstance(build_model("lenet5"), LeNet5)
+    assert build_model("cnn-wide").arch == "cnn-wide"
     with pytest.raises(ValueError, match="lenet5-modern"):
         build_model("lenet6")
+
+
+def test_the_wide_net_gives_penalties_of_a_distribution() -> None:
+    from pipelines.lenet import WideCNN
+
+    net = WideCNN().eval()
+    pen = net(torch.randn(5, 1, 32, 32))
+    assert pen.shape == (5, NUM_CLASSES)
+    assert torch.allclose(torch.exp(-pen).sum(1), torch.ones(5), atol=1e-5)
+    assert 290_000 < count_parameters(net) < 310_000
 
 
 def test_penalties_are_differentiable_wrt_input() -> None:
@@ -105,13 +116,14 @@ def test_penalties_are_differentiable_wrt_input() -> None:
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_the_folded_modern_net_gives_the_eval_penalties() -> None:
+@pytest.mark.parametrize("arch", ["lenet5-modern", "cnn-wide"])
+def test_the_folded_nets_give_the_eval_penalties(arch: str) -> None:
     """`for_inference` folds batch norm into the convolutions and pools before the ReLU; on a
     net with non-trivial batch-norm statistics it must give the same penalties in eval mode."""
-    from pipelines.lenet import LeNet5Modern, for_inference
+    from pipelines.lenet import for_inference
 
     torch.manual_seed(0)
-    net = LeNet5Modern()
+    net = build_model(arch)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
