@@ -12,7 +12,9 @@ on isolated characters, then on characters segmented from cheques, rejecting non
    labels, never a whole amount);
 5. the field scorer (trained first: it proposes the cheques' fields) is trained on
    training-split cheques (`pipelines.field_training`) unless one is given;
-and everything is saved as one reader checkpoint.
+and everything is saved as one reader checkpoint. With `--arch`, step 1 is a new recognizer of
+that architecture, trained from scratch in step 4; with `--heads R`, the scorers and grammars
+of reader R are taken instead of steps 3 and 5.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pipelines.lenet import losses_for
 from pipelines.metrics import boxes_match, iou
 from pipelines.preparation import FieldChooser, Prepared, box_in_scan, prepare
 from pipelines.reader import ChequeReader, save_reader
-from pipelines.recognizer import DEFAULT_WEIGHTS, load_recognizer
+from pipelines.recognizer import ARCHS, DEFAULT_WEIGHTS, build_model, load_recognizer
 from pipelines.train_global import lr_factor
 
 MODERN_CHARS_WEIGHTS = DEFAULT_WEIGHTS.with_name("lenet5-modern.pt")
@@ -241,35 +243,44 @@ def fit_segment_scorer(reader: ChequeReader, cands: Candidates, max_iter: int = 
 def fine_tune_recognizer(reader: ChequeReader, cands: Candidates, epochs: int, lr: float,
                          seed: int, batch_size: int = 256,
                          rubbish_weight: float = RUBBISH_WEIGHT,
-                         report: Callable[[int, float], None] | None = None) -> list[float]:
+                         report: Callable[[int, float], None] | None = None,
+                         rubbish_share: float = 1.0, shift: bool = False) -> list[float]:
     """Fine-tune LeNet on segmented candidates (Adam, cosine decay of `lr` to 0); returns the
-    mean loss of each epoch. IGNORE candidates are left out. `report(epoch, loss)` is called
-    after each epoch."""
+    mean loss of each epoch. IGNORE candidates are left out; each epoch draws a random
+    `rubbish_share` of the rubbish ones (all true characters), and with `shift` moves each
+    batch by a random pixel or none each way. `report(epoch, loss)` is called after each
+    epoch."""
     known = cands.select(cands.labels != IGNORE)
     model = reader.recognizer
     device = next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    n = len(known.labels)
-    total_steps, step = epochs * math.ceil(n / batch_size), 0
+    rubbish = known.labels == RUBBISH
+    per_epoch = int((~rubbish).sum()) + round(float(rubbish.sum()) * rubbish_share)
+    total_steps, step = epochs * math.ceil(per_epoch / batch_size), 0
     losses = []
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(n, generator=gen)
+        drawn = torch.nonzero(~rubbish | (torch.rand(len(rubbish), generator=gen)
+                                          < rubbish_share))[:, 0]
+        order = drawn[torch.randperm(len(drawn), generator=gen)]
         total = 0.0
-        for at in range(0, n, batch_size):
+        for at in range(0, len(order), batch_size):
             idx = order[at : at + batch_size]
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor("cosine", step, total_steps)
             step += 1
             opt.zero_grad()
             x = known.inputs[idx].to(device, torch.float32)
+            if shift:  # roll wraps an edge row or column round: background, as the edges are
+                dy, dx = torch.randint(-1, 2, (2,), generator=gen).tolist()
+                x = torch.roll(x, (dy, dx), (2, 3))
             y = known.labels[idx].to(device)
             loss = recognizer_loss(model, model(x), y, rubbish_weight)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        losses.append(total / n)
+        losses.append(total / max(1, len(order)))
         model.eval()
         if report is not None:
             report(epoch + 1, losses[-1])
@@ -289,6 +300,18 @@ def candidate_accuracy(reader: ChequeReader, cands: Candidates) -> tuple[float, 
     rubbish = cands.labels == RUBBISH
     return (float((best[true] == cands.labels[true]).float().mean()),
             float((best[rubbish] == RUBBISH).float().mean()))
+
+
+def reader_heads(path: Path, member: int = 1) -> ChequeReader:
+    """The reader at `path`, or reader `member` (from 1) of the mixture there, whose scorers
+    and grammars a new recognizer is to read with; ValueError when there is none."""
+    from pipelines.reader import ReaderMixture, load_reader
+
+    found = load_reader(path)
+    readers = found.members if isinstance(found, ReaderMixture) else [found]
+    if member > len(readers):
+        raise ValueError(f"weights file {path} holds {len(readers)} reader(s), not {member}")
+    return readers[member - 1]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -315,7 +338,20 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="LeNet fine-tuning step, decayed to 0 (2e-3)")
     p.add_argument("--rubbish-weight", type=float, default=RUBBISH_WEIGHT,
                    help=f"weight of rubbish candidates in LeNet's loss ({RUBBISH_WEIGHT})")
+    p.add_argument("--rubbish-share", type=float, default=1.0,
+                   help="share of the rubbish candidates drawn in each pass (1: all)")
+    p.add_argument("--shift", action="store_true",
+                   help="move each batch of candidates by a random pixel or none each way")
     p.add_argument("--no-fine-tune", action="store_true", help="keep LeNet as trained on chars")
+    p.add_argument("--arch", choices=sorted(ARCHS),
+                   help="train a recognizer of this architecture from scratch on the "
+                        "candidates instead of fine-tuning --chars")
+    p.add_argument("--heads", type=Path,
+                   help="take the segment, raised-digit and field scorers and the grammars "
+                        "from this reader (or mixture: see --heads-member) instead of fitting "
+                        "the segment scorer and training a field scorer")
+    p.add_argument("--heads-member", type=int_at_least(1), default=1,
+                   help="which reader of a --heads mixture (1)")
     p.add_argument("--field-scorer", type=Path,
                    help="a trained field scorer (`python -m pipelines.field_training`); "
                         "default: train one here on --field-cheques cheques")
@@ -330,9 +366,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if not 0 < args.rubbish_weight <= 1 or not args.lr > 0:
-        print("train reader: --rubbish-weight must be in (0, 1] and --lr positive",
-              file=sys.stderr)
+    if not (0 < args.rubbish_weight <= 1 and 0 < args.rubbish_share <= 1) or not args.lr > 0:
+        print("train reader: --rubbish-weight and --rubbish-share must be in (0, 1] and --lr "
+              "positive", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -340,8 +376,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.field_training import fit_field_scorer, load_scorer
 
     try:
-        reader = ChequeReader(load_recognizer(args.chars))
-        if args.field_scorer is not None:
+        reader = ChequeReader(build_model(args.arch) if args.arch
+                              else load_recognizer(args.chars))
+        if args.heads is not None:
+            heads = reader_heads(args.heads, args.heads_member)
+            own = reader.state_dict()
+            reader.load_state_dict({k: v for k, v in heads.state_dict().items()
+                                    if not k.startswith("recognizer.")}
+                                   | {k: v for k, v in own.items()
+                                      if k.startswith("recognizer.")})
+            scorer = reader.field_proposer
+        elif args.field_scorer is not None:
             scorer = load_scorer(args.field_scorer)
         else:
             scorer, metrics = fit_field_scorer(n=args.field_cheques, seed=args.seed)
@@ -360,8 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     true = float(((labels != RUBBISH) & (labels != IGNORE)).float().mean())
     print(f"{len(labels)} candidate characters: {true:.1%} true characters, "
           f"{float((labels == IGNORE).float().mean()):.1%} left out")
-    loss = fit_segment_scorer(reader, train)
-    print(f"segment scorer: loss {loss:.4f}")
+    if args.heads is None:
+        loss = fit_segment_scorer(reader, train)
+        print(f"segment scorer: loss {loss:.4f}")
 
     def show(when: str) -> None:
         if val is not None:
@@ -376,13 +422,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             show(f"after epoch {epoch}")
 
         fine_tune_recognizer(reader, train, args.epochs, args.lr, args.seed,
-                             rubbish_weight=args.rubbish_weight, report=report)
-    reader.field_scorer.load_state_dict(scorer.state_dict())
-    reader.field_proposer.load_state_dict(scorer.state_dict())
+                             rubbish_weight=args.rubbish_weight, report=report,
+                             rubbish_share=args.rubbish_share, shift=args.shift)
+    if args.heads is None:
+        reader.field_scorer.load_state_dict(scorer.state_dict())
+        reader.field_proposer.load_state_dict(scorer.state_dict())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_reader(reader, args.out, config={"command": " ".join(sys.argv), "seed": args.seed,
                                           "n": args.n, "cheques": args.cheques,
                                           "epochs": args.epochs, "digit_pool": args.digit_pool,
-                                          "rubbish_weight": args.rubbish_weight})
+                                          "rubbish_weight": args.rubbish_weight,
+                                          "rubbish_share": args.rubbish_share,
+                                          "shift": args.shift, "arch": args.arch,
+                                          "heads": None if args.heads is None else
+                                          f"{args.heads} (reader {args.heads_member})"})
     print(f"wrote {args.out} in {time.time() - start:.0f} s")
     return 0

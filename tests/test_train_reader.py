@@ -93,6 +93,54 @@ def test_fine_tuning_lowers_the_loss_and_learns_the_candidates() -> None:
     assert true == 1.0 and rubbish == 1.0
 
 
+def test_each_pass_draws_every_true_character_and_a_share_of_the_rubbish() -> None:
+    cands = _toy_candidates(400)
+    reader = ChequeReader(LeNet5Modern())
+    seen = {"ink": 0, "blank": 0}
+
+    def count(module, args):  # rubbish candidates are the blank inputs
+        blank = args[0].amax((1, 2, 3)) < 0.5
+        seen["blank"] += int(blank.sum())
+        seen["ink"] += int((~blank).sum())
+
+    reader.recognizer.register_forward_pre_hook(count)
+    fine_tune_recognizer(reader, cands, epochs=2, lr=1e-3, seed=0, batch_size=50,
+                         rubbish_share=0.25)
+    assert seen["ink"] == 2 * 200  # the '1's and '7's, twice
+    assert 2 * 100 * 0.1 < seen["blank"] < 2 * 100 * 0.45
+
+
+def test_the_wide_net_learns_the_candidates_from_shifted_batches() -> None:
+    from pipelines.recognizer import build_model
+
+    torch.manual_seed(0)
+    reader = ChequeReader(build_model("cnn-wide"))
+    cands = _toy_candidates()
+    losses = fine_tune_recognizer(reader, cands, epochs=8, lr=3e-3, seed=0, batch_size=16,
+                                  shift=True, rubbish_share=0.5)
+    assert losses[-1] < 0.5 * losses[0]
+    true, rubbish = candidate_accuracy(reader, cands)
+    assert true == 1.0 and rubbish == 1.0
+
+
+def test_a_new_recognizer_reads_with_the_heads_of_another_reader(tmp_path) -> None:
+    from pipelines.reader import TRAINED_READER_WEIGHTS, load_reader
+
+    heads = TRAINED_READER_WEIGHTS.with_name("reader-isolated.pt")
+    out = tmp_path / "wide.pt"
+    assert main(["--arch", "cnn-wide", "--heads", str(heads), "--n", "3", "--cheques", "1",
+                 "--val", "0", "--epochs", "1", "--workers", "1", "--out", str(out)]) == 0
+    made, given = load_reader(out), load_reader(heads)
+    assert made.recognizer.arch == "cnn-wide"
+    mine = made.state_dict()
+    for k, v in given.state_dict().items():
+        if not k.startswith("recognizer."):
+            assert torch.equal(v, mine[k]), k
+    assert main(["--arch", "cnn-wide", "--heads", str(heads), "--heads-member", "2",
+                 "--out", str(tmp_path / "x.pt")]) == 2  # one reader only
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_ignored_candidates_train_nothing() -> None:
     cands = _toy_candidates(32)
     other = cands.inputs.clone()
@@ -171,7 +219,7 @@ def test_joined_candidates_number_their_images_on() -> None:
 
 
 @pytest.mark.parametrize("bad", [["--rubbish-weight", "0"], ["--rubbish-weight", "1.5"],
-                                 ["--lr", "0"]])
+                                 ["--lr", "0"], ["--rubbish-share", "0"]])
 def test_cli_refuses_bad_settings(bad, tmp_path, capsys) -> None:
     assert main([*bad, "--out", str(tmp_path / "r.pt")]) == 2
     assert "train reader:" in capsys.readouterr().err
