@@ -98,8 +98,9 @@ class Reading:
 # cheques, see the model card).
 CLASS_BEAM = 12.0
 LENET_CHUNK = 256  # characters per LeNet call when reading
-# A mixture of readers asks its other readers only where its first one reads with a confidence
-# under this; above it, that reading stands with its own confidence. On 3,200 validation
+# By default a mixture of readers asks each reader after the first only where the readers
+# before it read with a confidence under this (`ReaderMixture.ask_below`); above it, that
+# reading stands with its own confidence. For the default mixture of two, on 3,200 validation
 # cheques, asking the others where the first was at least this sure turned no cheque from
 # right to wrong or back (nor the error at 5% and 10% reject), and not asking spares the second
 # decoding of 56% of them (at 0.9: 68%, with error at 10% reject 3.75% instead of 3.68%).
@@ -203,9 +204,15 @@ class ReaderMixture:
     their amount posteriors. Readers trained apart (one with a LeNet of its own) make
     different mistakes: see the model card for what two of them gain."""
 
-    def __init__(self, members: Sequence[ChequeReader]) -> None:
+    def __init__(self, members: Sequence[ChequeReader],
+                 ask_below: Sequence[float] | None = None) -> None:
         if len(members) < 2:
             raise ValueError(f"a mixture needs at least two readers, got {len(members)}")
+        ask = [ASK_OTHERS_BELOW] * (len(members) - 1) if ask_below is None else list(ask_below)
+        if len(ask) != len(members) - 1 or not all(a >= 0.0 for a in ask):
+            raise ValueError(f"a mixture of {len(members)} readers needs {len(members) - 1} "
+                             f"confidences (at least 0; over 1: always) to ask its readers "
+                             f"after the first below, got {ask}")
         first = members[0].field_proposer.state_dict()
         for k, m in enumerate(members[1:], 2):
             mine = m.field_proposer.state_dict()
@@ -214,6 +221,9 @@ class ReaderMixture:
                                  "than reader 1: the readers of a mixture must share their "
                                  "field proposer")
         self.members = list(members)
+        # members[k] (k >= 1) reads where members[:k] together read with a confidence under
+        # ask_below[k - 1]: a costly reader can be kept for the hardest scans.
+        self.ask_below = tuple(float(a) for a in ask)
 
     @property
     def field_proposer(self) -> FieldScorer:
@@ -275,29 +285,25 @@ def decode_batch(reader: ChequeReader | ReaderMixture, batch: Sequence[Prepared]
                  decoded: Decodings | None = None) -> list[Reading]:
     """Viterbi readings of prepared images, with the confidence of each: the posterior of the
     best amount (forward score of its paths minus that of all paths). A mixture of readers
-    reads with its first reader, and where that one is less sure than ASK_OTHERS_BELOW also
-    with the others, taking `mixture_readings`. What each reader found is added to `decoded`
-    when given (for `pooled_readings`)."""
+    reads with its first reader; where the readers so far are less sure than the mixture's
+    `ask_below` for the next one, that one reads too, and the reading is `mixture_readings`
+    of all so far. What each reader found is added to `decoded` when given (for
+    `pooled_readings`)."""
     members = reader.members if isinstance(reader, ReaderMixture) else [reader]
+    decoded = {} if decoded is None else decoded
     readings, first_posteriors = _best_readings(members[0], batch, grammar, alternatives)
     _remember(decoded, 0, batch, readings, first_posteriors)
     for r in readings:
         r.rejected = r.amount is None or r.confidence < reject_below
-    unsure = [i for i, r in enumerate(readings) if r.confidence < ASK_OTHERS_BELOW]
-    if len(members) == 1 or not unsure:
-        return readings
-    sub = [batch[i] for i in unsure]
-
-    def first_on_sub(pairs: Sequence[tuple[int, str]]) -> list[float]:
-        return first_posteriors([(unsure[i], a) for i, a in pairs])
-
-    others = [_best_readings(m, sub, grammar, alternatives) for m in members[1:]]
-    for k, (rs, log_posteriors) in enumerate(others, 1):
-        _remember(decoded, k, sub, rs, log_posteriors)
-    mixed = mixture_readings([([readings[i] for i in unsure], first_on_sub), *others],
-                             reject_below)
-    for i, r in zip(unsure, mixed):
-        readings[i] = r
+    for asked, below in enumerate(reader.ask_below if isinstance(reader, ReaderMixture) else (),
+                                  2):
+        unsure = [i for i, r in enumerate(readings) if r.confidence < below]
+        if not unsure:
+            break
+        pooled = _pool(members[:asked], [[batch[i]] for i in unsure], grammar, reject_below,
+                       alternatives, decoded)
+        for i, (_, r) in zip(unsure, pooled):
+            readings[i] = r
     return readings
 
 
@@ -418,6 +424,13 @@ def pooled_readings(reader: ChequeReader | ReaderMixture,
     amount 0. Views a reader has read already (in `decoded`) are not decoded again. With the
     view whose reading it is."""
     members = reader.members if isinstance(reader, ReaderMixture) else [reader]
+    return _pool(members, views, grammar, reject_below, alternatives, decoded)
+
+
+def _pool(members: Sequence[ChequeReader], views: Sequence[Sequence[Prepared | None]],
+          grammar: str, reject_below: float, alternatives: int, decoded: Decodings | None
+          ) -> list[tuple[Prepared, Reading]]:
+    """`pooled_readings` by the readers `members` (`decoded` keyed by their index)."""
     n_views = len(views[0]) if views else 0
     decoded = {} if decoded is None else decoded
     sources: list[tuple[list[Reading], LogPosteriors]] = []
@@ -475,8 +488,13 @@ def load_reader(path: str | Path | None = None, device: str = "cpu"
                 isinstance(m, dict) and m.get("kind") == "reader" for m in members):
             raise ValueError(f"weights file {target} is a mixture without a list of reader "
                              "checkpoints")
+        ask_below = ckpt.get("ask_below")
+        if ask_below is not None and not (isinstance(ask_below, list) and all(
+                isinstance(a, float) for a in ask_below)):
+            raise ValueError(f"weights file {target} is a mixture whose ask_below is not a "
+                             "list of confidences")
         return ReaderMixture([_reader_from(m, f"{target} (reader {k})", device)
-                              for k, m in enumerate(members, 1)]).eval()
+                              for k, m in enumerate(members, 1)], ask_below).eval()
     if ckpt.get("kind") != "reader":
         return ChequeReader(load_recognizer(target, device)).eval()
     return _reader_from(ckpt, str(target), device)
@@ -536,19 +554,28 @@ def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None
                 "state_dict": reader.state_dict(), **extra}, Path(path))
 
 
-def save_mixture(paths: Sequence[str | Path], out: str | Path, **extra: object) -> None:
-    """One checkpoint holding the whole-reader checkpoints at `paths`, read as a mixture.
-    Raises ValueError when one is not a whole reader or they do not share a field proposer."""
+def save_mixture(paths: Sequence[str | Path], out: str | Path,
+                 ask_below: Sequence[float] | None = None, **extra: object) -> None:
+    """One checkpoint holding the whole-reader checkpoints at `paths` (a mixture's: each of
+    its readers, in order), read as a mixture that asks its readers after the first below
+    `ask_below` (`ReaderMixture`; default ASK_OTHERS_BELOW for each). Raises ValueError when
+    one is a recognizer only, or the readers do not share a field proposer."""
     members, readers = [], []
     for path in paths:
         reader = load_reader(path)  # a missing or unreadable file: its own message
-        members.append(torch.load(Path(path), map_location="cpu", weights_only=True))
-        if members[-1].get("kind") != "reader" or not isinstance(reader, ChequeReader):
-            raise ValueError(f"weights file {path} is not a whole reader (a mixture or a "
-                             "recognizer): a mixture is made of whole readers")
-        readers.append(reader)
-    ReaderMixture(readers)  # the same field proposer for all, or ValueError
-    torch.save({"kind": "mixture", "members": members, **extra}, Path(out))
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if ckpt.get("kind") == "mixture" and isinstance(reader, ReaderMixture):
+            members += ckpt["members"]
+            readers += reader.members
+        elif ckpt.get("kind") == "reader" and isinstance(reader, ChequeReader):
+            members.append(ckpt)
+            readers.append(reader)
+        else:
+            raise ValueError(f"weights file {path} is not a whole reader (a recognizer): a "
+                             "mixture is made of whole readers")
+    mixture = ReaderMixture(readers, ask_below)  # one field proposer for all, or ValueError
+    torch.save({"kind": "mixture", "members": members, "ask_below": list(mixture.ask_below),
+                **extra}, Path(out))
 
 
 # Takes second looks (`preparation.take_look` of each): `preparation.LooksHere` in this

@@ -2,9 +2,11 @@
 one weights file that reads with all of them (`reader.ReaderMixture`).
 
 Nothing is trained: each reader keeps its weights, and reading takes, among the readers' best
-amounts, the one with the highest mean posterior. The readers must share their field proposer
-(every reader made by `train reader` and `train global` from the shipped files does), so that
-a scan is prepared once for all of them.
+amounts, the one with the highest mean posterior. A mixture given as one of the READERs adds
+its readers, in order. Each reader after the first reads only the scans that the readers
+before it read less confidently than its `--ask-below`. The readers must share their field
+proposer (every reader made by `train reader` and `train global` from the shipped files
+does), so that a scan is prepared once for all of them.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ from pipelines.cli import output_problem
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.train mixture")
     p.add_argument("readers", type=Path, nargs="+",
-                   help="whole-reader weights files (train reader / train global), two or more")
+                   help="whole-reader weights files (train reader / train global) or "
+                        "mixtures, two or more readers in all")
+    p.add_argument("--ask-below", type=float, nargs="+", metavar="P",
+                   help="for each reader after the first, the confidence of the readers before "
+                        "it under which it is asked (default 0.95 each; over 1: always)")
     p.add_argument("--out", type=Path, required=True, help="the mixture's weights file")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if len(args.readers) < 2:
-        print("train mixture: a mixture needs at least two readers", file=sys.stderr)
-        return 2
     if any(args.out.resolve() == r.resolve() for r in args.readers):
         print(f"train mixture: --out {args.out} is one of the readers; write the mixture "
               "elsewhere", file=sys.stderr)
@@ -41,14 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.reader import save_mixture
 
     try:
-        save_mixture(args.readers, args.out, config={
+        asking = "" if args.ask_below is None else " --ask-below " + " ".join(
+            str(a) for a in args.ask_below)
+        save_mixture(args.readers, args.out, args.ask_below, config={
             "command": "python -m pipelines.train mixture "
-                       + " ".join(str(r) for r in args.readers) + f" --out {args.out}",
+                       + " ".join(str(r) for r in args.readers) + asking + f" --out {args.out}",
             "readers": [str(r) for r in args.readers]})
     except ValueError as err:
         print(f"train mixture: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: a mixture of {len(args.readers)} readers")
+    from pipelines.reader import load_reader
+
+    print(f"wrote {args.out}: a mixture of {len(load_reader(args.out).members)} readers")
     return 0
 
 

@@ -9,8 +9,8 @@ import torch
 from pipelines.reader import (
     TRAINED_READER_WEIGHTS,
     ChequeReader,
-    Reading,
     ReaderMixture,
+    Reading,
     decode_batch,
     load_reader,
     load_trainable_reader,
@@ -80,30 +80,26 @@ def trained():
     return load_trainable_reader()
 
 
-def test_a_mixture_of_a_reader_with_itself_reads_as_the_reader(trained, monkeypatch):
-    from pipelines import reader as reader_module
+def test_a_mixture_of_a_reader_with_itself_reads_as_the_reader(trained):
     from pipelines.images import load_gray
     from pipelines.preparation import prepare
 
-    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", 1.1)  # mix every reading
     prep = prepare(load_gray(SAMPLE), field_scorer=trained.field_proposer)
     alone = decode_batch(trained, [prep], "us")[0]
-    both = decode_batch(ReaderMixture([trained, trained]), [prep], "us")[0]
+    both = decode_batch(ReaderMixture([trained, trained], [1.1]), [prep], "us")[0]  # both read
     assert (both.amount, both.text, both.field_box) == (alone.amount, alone.text, alone.field_box)
     assert both.confidence == pytest.approx(alone.confidence, abs=1e-9)
 
 
-def test_the_mixture_confidence_is_the_mean_of_the_members_posteriors(trained, monkeypatch):
+def test_the_mixture_confidence_is_the_mean_of_the_members_posteriors(trained):
     """Against each member's posterior of the amount read, from its own graphs (the second
     reader asked however sure the first is)."""
     import gtn
-    from pipelines import reader as reader_module
     from pipelines.images import load_gray
     from pipelines.preparation import prepare
 
-    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", 1.1)
     isolated = load_reader(WEIGHTS / "reader-isolated.pt")
-    mixture = ReaderMixture([trained, isolated])
+    mixture = ReaderMixture([trained, isolated], [1.1])
     prep = prepare(load_gray(SAMPLE), field_scorer=mixture.field_proposer)
     read = decode_batch(mixture, [prep], "us")[0]
     posteriors = []
@@ -123,8 +119,7 @@ class Refuses(ChequeReader):
         raise AssertionError("the second reader was asked")
 
 
-def test_the_other_readers_are_asked_only_where_the_first_is_unsure(trained, monkeypatch):
-    from pipelines import reader as reader_module
+def test_the_other_readers_are_asked_only_where_the_first_is_unsure(trained):
     from pipelines.images import load_gray
     from pipelines.preparation import prepare
 
@@ -134,10 +129,10 @@ def test_the_other_readers_are_asked_only_where_the_first_is_unsure(trained, mon
     mixture = ReaderMixture([trained, refuses.eval()])
     prep = prepare(load_gray(SAMPLE), field_scorer=mixture.field_proposer)
     alone = decode_batch(trained, [prep], "us")[0]
-    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", alone.confidence - 1e-6)
+    mixture.ask_below = (alone.confidence - 1e-6,)
     sure = decode_batch(mixture, [prep], "us")[0]  # the first reader is sure: its reading
     assert (sure.amount, sure.confidence) == (alone.amount, alone.confidence)
-    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", alone.confidence + 1e-6)
+    mixture.ask_below = (alone.confidence + 1e-6,)
     with pytest.raises(AssertionError, match="second reader was asked"):
         decode_batch(mixture, [prep], "us")
 
@@ -152,7 +147,51 @@ def test_mixture_weights_round_trip_and_refuse_to_train(tmp_path, trained):
     with pytest.raises(ValueError, match="mixture of readers"):
         load_trainable_reader(out)
     with pytest.raises(ValueError, match="not a whole reader"):
-        save_mixture([TRAINED_READER_WEIGHTS, out], tmp_path / "again.pt")
+        save_mixture([TRAINED_READER_WEIGHTS, WEIGHTS / "lenet5.pt"], tmp_path / "again.pt")
+
+
+def test_a_mixture_given_to_a_mixture_adds_its_readers_in_order(tmp_path, trained):
+    two = tmp_path / "two.pt"
+    save_mixture([TRAINED_READER_WEIGHTS, WEIGHTS / "reader-isolated.pt"], two)
+    assert load_reader(two).ask_below == (0.95,)  # the default
+    three = tmp_path / "three.pt"
+    save_mixture([WEIGHTS / "reader-isolated.pt", two], three, ask_below=[0.9, 0.5])
+    mixture = load_reader(three)
+    assert mixture.ask_below == (0.9, 0.5)
+    isolated = load_reader(WEIGHTS / "reader-isolated.pt")
+    for got, want in zip(mixture.members, (isolated, trained, isolated)):
+        for k, v in want.state_dict().items():
+            assert torch.equal(v, got.state_dict()[k]), k
+    with pytest.raises(ValueError, match="needs 2 confidences"):
+        save_mixture([WEIGHTS / "reader-isolated.pt", two], tmp_path / "x.pt", ask_below=[0.9])
+    with pytest.raises(ValueError, match="needs 2 confidences"):
+        ReaderMixture(mixture.members, [0.9, -0.1])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_later_reader_is_asked_only_where_the_readers_before_it_are_unsure(trained):
+    """The third reader of a cascade reads only below its threshold on the first two's mixed
+    confidence; asked always, the cascade reads as the pooled readings of all three."""
+    from pipelines.images import load_gray
+    from pipelines.preparation import prepare
+    from pipelines.reader import pooled_readings
+
+    isolated = load_reader(WEIGHTS / "reader-isolated.pt")
+    refuses = Refuses(isolated.recognizer)
+    refuses.load_state_dict(isolated.state_dict())
+    prep = prepare(load_gray(SAMPLE), field_scorer=trained.field_proposer)
+    two = decode_batch(ReaderMixture([trained, isolated], [1.1]), [prep], "us")[0]
+    cascade = ReaderMixture([trained, isolated, refuses.eval()], [1.1, two.confidence - 1e-6])
+    sure = decode_batch(cascade, [prep], "us")[0]
+    assert (sure.amount, sure.confidence) == (two.amount, two.confidence)
+    cascade.ask_below = (1.1, two.confidence + 1e-6)
+    with pytest.raises(AssertionError, match="second reader was asked"):
+        decode_batch(cascade, [prep], "us")
+    three = ReaderMixture([trained, isolated, trained], [1.1, 1.1])
+    read = decode_batch(three, [prep], "us")[0]
+    (_, pooled), = pooled_readings(three, [[prep]], "us")
+    assert (read.amount, read.text) == (pooled.amount, pooled.text)
+    assert read.confidence == pytest.approx(pooled.confidence, abs=1e-12)
 
 
 def test_readers_with_other_field_proposers_do_not_mix(trained):
@@ -180,6 +219,14 @@ def test_train_mixture_command(tmp_path):
                  "--out", str(copy)]) == 2  # would overwrite one of its readers
     assert copy.read_bytes() == before
     assert main(["mixture", str(copy), "--out", str(tmp_path / "one.pt")]) == 2
+    assert not (tmp_path / "one.pt").exists()
+    three = tmp_path / "m3.pt"
+    assert main(["mixture", str(out), str(copy), "--ask-below", "0.95", "0.7",
+                 "--out", str(three)]) == 0
+    assert load_reader(three).ask_below == (0.95, 0.7)
+    assert main(["mixture", str(out), str(copy), "--ask-below", "0.7",
+                 "--out", str(tmp_path / "m4.pt")]) == 2  # one confidence for two readers
+    assert not (tmp_path / "m4.pt").exists()
     assert main(["mixture", str(copy), str(tmp_path / "missing.pt"),
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()

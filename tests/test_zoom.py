@@ -195,7 +195,7 @@ def test_views_already_decoded_are_not_decoded_again(gray, monkeypatch):
     zoomed = prepare(gray, field_scorer=mixture.field_proposer, zoom=1.25)
     (_, fresh), = pooled_readings(mixture, [[prep, zoomed]], "us")
     decoded = {}
-    monkeypatch.setattr(reader_module, "ASK_OTHERS_BELOW", 1.1)  # both readers read `prep`
+    mixture.ask_below = (1.1,)  # both readers read `prep`
     decode_batch(mixture, [prep], "us", decoded=decoded)
     asked = []
     for k, m in enumerate(mixture.members):
