@@ -116,7 +116,7 @@ class Refuses(ChequeReader):
     """A reader that fails the test if it is asked to read."""
 
     def interpretation_graphs(self, batch):
-        raise AssertionError("the second reader was asked")
+        raise AssertionError("a reader that must not read was asked")
 
 
 def test_the_other_readers_are_asked_only_where_the_first_is_unsure(trained):
@@ -133,7 +133,7 @@ def test_the_other_readers_are_asked_only_where_the_first_is_unsure(trained):
     sure = decode_batch(mixture, [prep], "us")[0]  # the first reader is sure: its reading
     assert (sure.amount, sure.confidence) == (alone.amount, alone.confidence)
     mixture.ask_below = (alone.confidence + 1e-6,)
-    with pytest.raises(AssertionError, match="second reader was asked"):
+    with pytest.raises(AssertionError, match="must not read was asked"):
         decode_batch(mixture, [prep], "us")
 
 
@@ -185,7 +185,7 @@ def test_a_later_reader_is_asked_only_where_the_readers_before_it_are_unsure(tra
     sure = decode_batch(cascade, [prep], "us")[0]
     assert (sure.amount, sure.confidence) == (two.amount, two.confidence)
     cascade.ask_below = (1.1, two.confidence + 1e-6)
-    with pytest.raises(AssertionError, match="second reader was asked"):
+    with pytest.raises(AssertionError, match="must not read was asked"):
         decode_batch(cascade, [prep], "us")
     three = ReaderMixture([trained, isolated, trained], [1.1, 1.1])
     read = decode_batch(three, [prep], "us")[0]
