@@ -555,11 +555,12 @@ def save_reader(reader: ChequeReader, path: str | Path, **extra: object) -> None
 
 
 def save_mixture(paths: Sequence[str | Path], out: str | Path,
-                 ask_below: Sequence[float] | None = None, **extra: object) -> None:
+                 ask_below: Sequence[float] | None = None, **extra: object) -> int:
     """One checkpoint holding the whole-reader checkpoints at `paths` (a mixture's: each of
     its readers, in order), read as a mixture that asks its readers after the first below
     `ask_below` (`ReaderMixture`; default ASK_OTHERS_BELOW for each). Raises ValueError when
-    one is a recognizer only, or the readers do not share a field proposer."""
+    one is a recognizer only, or the readers do not share a field proposer. Returns the
+    number of readers."""
     members, readers = [], []
     for path in paths:
         reader = load_reader(path)  # a missing or unreadable file: its own message
@@ -576,6 +577,7 @@ def save_mixture(paths: Sequence[str | Path], out: str | Path,
     mixture = ReaderMixture(readers, ask_below)  # one field proposer for all, or ValueError
     torch.save({"kind": "mixture", "members": members, "ask_below": list(mixture.ask_below),
                 **extra}, Path(out))
+    return len(readers)
 
 
 # Takes second looks (`preparation.take_look` of each): `preparation.LooksHere` in this

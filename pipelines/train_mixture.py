@@ -46,16 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asking = "" if args.ask_below is None else " --ask-below " + " ".join(
             str(a) for a in args.ask_below)
-        save_mixture(args.readers, args.out, args.ask_below, config={
+        count = save_mixture(args.readers, args.out, args.ask_below, config={
             "command": "python -m pipelines.train mixture "
                        + " ".join(str(r) for r in args.readers) + asking + f" --out {args.out}",
             "readers": [str(r) for r in args.readers]})
     except ValueError as err:
         print(f"train mixture: {err}", file=sys.stderr)
         return 2
-    from pipelines.reader import load_reader
-
-    print(f"wrote {args.out}: a mixture of {len(load_reader(args.out).members)} readers")
+    print(f"wrote {args.out}: a mixture of {count} readers")
     return 0
 
 
