@@ -27,6 +27,7 @@ NUM_FIELD_FEATURES = 20
 WORK_WIDTH = 800  # proposals are made on the scan scaled to this width
 MAX_RUN = 6  # most pieces of one line in one candidate
 MAX_CANDIDATES = 120
+FEATURE_CELLS = 4_000_000  # candidate-component pairs compared at once (memory bound)
 INK_MIN, INK_FRAC = 38, 5  # ink is darker than the paper by max(INK_MIN, paper / INK_FRAC)
 PIECE_GAP = 0.45  # a gap wider than this times the line height starts a new piece
 MARGIN = (0.3, 0.3, 0.3, 0.5)  # left, top, right, bottom margins in ink heights
@@ -444,7 +445,19 @@ def candidate_groups(page: PageInk, max_run: int = MAX_RUN) -> tuple[np.ndarray,
 
 
 def _features(rects: np.ndarray, info: np.ndarray, page: PageInk) -> np.ndarray:
-    """(K, F) features of candidate ink boxes (K, 4) x0, y0, x1, y1, all scale-free."""
+    """(K, F) features of candidate ink boxes (K, 4) x0, y0, x1, y1, all scale-free; computed
+    FEATURE_CELLS candidate-component pairs at a time, so that a page of noise (tens of
+    thousands of candidates and components) does not need gigabytes."""
+    n = max(len(page.boxes), len(page.printed), len(page.rules_h), 1)
+    step = max(1, FEATURE_CELLS // n)
+    if len(rects) <= step:
+        return _features_of(rects, info, page)
+    return np.concatenate([_features_of(rects[i : i + step], info[i : i + step], page)
+                           for i in range(0, len(rects), step)])
+
+
+def _features_of(rects: np.ndarray, info: np.ndarray, page: PageInk) -> np.ndarray:
+    """`_features` of one chunk of candidates."""
     H, W = page.shape
     x0, y0, x1, y1 = rects.T
     w, h = np.maximum(x1 - x0, 1), np.maximum(y1 - y0, 1)

@@ -62,6 +62,22 @@ def test_odd_sizes_do_not_crash(shape: tuple[int, int]) -> None:
         assert c.features.shape == (NUM_FIELD_FEATURES,)
 
 
+@needs_mnist
+def test_features_in_chunks_equal_features_at_once(cheques: list,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.fields as fields
+
+    for c in cheques[:2]:
+        at_once = [(k.box, k.features) for k in propose_fields(c.image)]
+        n = max(len(fields.analyse_page(fields.to_working(c.image)).boxes), 1)
+        monkeypatch.setattr(fields, "FEATURE_CELLS", 7 * n)  # 7 candidates a chunk
+        chunked = [(k.box, k.features) for k in propose_fields(c.image)]
+        monkeypatch.undo()
+        assert [b for b, _ in chunked] == [b for b, _ in at_once]
+        np.testing.assert_array_equal(np.stack([f for _, f in chunked]),
+                                      np.stack([f for _, f in at_once]))
+
+
 def test_bad_input_names_the_problem() -> None:
     with pytest.raises(TypeError, match="uint8"):
         propose_fields(np.zeros((100, 100), np.float32))
