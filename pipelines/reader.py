@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pipelines.images import Page
 
 # The shipped readers: the default reads with a mixture of two readers trained apart
-# (`save_mixture`); TRAINED_READER_WEIGHTS, the globally trained reader, is where training
+# (`save_mixture`: `reader.pt`, then a globally trained `cnn-wide` reader); TRAINED_READER_WEIGHTS, the globally trained reader, is where training
 # starts by default.
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader-mixture.pt"
 TRAINED_READER_WEIGHTS = DEFAULT_READER_WEIGHTS.with_name("reader.pt")
@@ -100,10 +100,11 @@ CLASS_BEAM = 12.0
 LENET_CHUNK = 256  # characters per LeNet call when reading
 # By default a mixture of readers asks each reader after the first only where the readers
 # before it read with a confidence under this (`ReaderMixture.ask_below`); above it, that
-# reading stands with its own confidence. For the default mixture of two, on 3,200 validation
-# cheques, asking the others where the first was at least this sure turned no cheque from
-# right to wrong or back (nor the error at 5% and 10% reject), and not asking spares the second
-# decoding of 56% of them (at 0.9: 68%, with error at 10% reject 3.75% instead of 3.68%).
+# reading stands with its own confidence. For the previous default mixture (two LeNets; the
+# model card), on 3,200 validation cheques, asking the others where the first was at least
+# this sure turned no cheque from right to wrong or back (nor the error at 5% and 10% reject),
+# and not asking spares the second decoding of 56% of them (at 0.9: 68%, with error at 10%
+# reject 3.75% instead of 3.68%).
 ASK_OTHERS_BELOW = 0.95
 # A scan read less confidently than this (after `read_again`) is also read at 0.8 and 1.25
 # times the size it was read at, and one still under it then with its handwriting drawn a
