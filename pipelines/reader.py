@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from pipelines.images import Page
 
 # The shipped readers: the default reads with a mixture of two readers trained apart
-# (`save_mixture`: `reader.pt`, then a globally trained `cnn-wide` reader); TRAINED_READER_WEIGHTS, the globally trained reader, is where training
-# starts by default.
+# (`save_mixture`: `reader.pt`, then a globally trained `cnn-wide` reader);
+# TRAINED_READER_WEIGHTS, the globally trained LeNet-5 reader, is where training starts by
+# default.
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader-mixture.pt"
 TRAINED_READER_WEIGHTS = DEFAULT_READER_WEIGHTS.with_name("reader.pt")
 DEFAULT_REJECT_BELOW = 0.5
