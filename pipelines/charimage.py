@@ -13,6 +13,10 @@ Two modes, one function (`to_lenet_input`), used by training for every class and
   centre of mass goes to the centre. A patch that would still be wider than 28 px or taller
   than 30 px is shrunk further about its own centre until it fits.
 
+A candidate's surroundings (`to_context_ink`) are the field's ink mapped exactly as line mode
+maps the candidate, so that the two images overlay: the second channel of the reader's inputs,
+read by `lenet.ContextCNN`.
+
 Values: background -0.1, full ink 1.175, linear in between (mean about 0, variance about 1).
 Images are placed at whole-pixel offsets (resampling happens once, in the resize).
 """
@@ -92,19 +96,28 @@ def _centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
         _centre_col(ink)
 
 
+def _ink_extent(ink: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(first row, end row, first column, end column) of the rows and columns holding some
+    ink; None for a blank patch."""
+    has = ink > _INK_EPS
+    rows = has.any(1)
+    if not rows.any():
+        return None
+    cols = has.any(0)
+    return (int(rows.argmax()), len(rows) - int(rows[::-1].argmax()),
+            int(cols.argmax()), len(cols) - int(cols[::-1].argmax()))
+
+
 def to_lenet_ink(
     patch: np.ndarray, line_height: float | None = None, top_offset: float | None = None
 ) -> np.ndarray:
     """Like `to_lenet_input` but returns ink (32, 32) float32 in 0..1 (background 0)."""
     ink = _as_ink(patch)
     canvas = np.zeros((SIZE, SIZE), np.float32)
-    has = ink > _INK_EPS
-    rows = has.any(1)
-    if not rows.any():
+    extent = _ink_extent(ink)
+    if extent is None:
         return canvas
-    cols = has.any(0)  # the ink's extent: the first and last rows and columns holding some
-    r0, r1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
-    c0, c1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
+    r0, r1, c0, c1 = extent
     ink = ink[r0:r1, c0:c1]
     h, w = ink.shape
     if line_height is None:
@@ -113,8 +126,18 @@ def to_lenet_ink(
         cy, cx = _centre_of_mass(small)
         _paste(canvas, small, round(CENTRE - cy), round(CENTRE - cx))
         return canvas
+    small, scale, top, left = _line_placement(ink, line_height, top_offset, r0)
+    _paste(canvas, small, top, left)
+    return canvas
+
+
+def _line_placement(ink: np.ndarray, line_height: float, top_offset: float | None, r0: int
+                    ) -> tuple[np.ndarray, float, int, int]:
+    """Line mode's placement of cropped ink (its first row `r0` rows into the patch): the
+    resized ink, the scale, and the canvas row and column of its top-left corner."""
     if not line_height > 0:
         raise ValueError(f"line_height must be positive or None, got {line_height}")
+    h, w = ink.shape
     offset = (0.0 if top_offset is None else float(top_offset)) + r0  # the crop moved the top
     scale = BOX / float(line_height)
     top = BAND_TOP + offset * scale
@@ -124,8 +147,51 @@ def to_lenet_ink(
         scale *= fit
         top = middle - h * scale / 2
     small = _resize(ink, scale, scale)
-    _paste(canvas, small, round(top), round(CENTRE - _centre_col(small)))
+    return small, scale, round(top), round(CENTRE - _centre_col(small))
+
+
+def to_context_ink(patch: np.ndarray, line_height: float, top_offset: float | None,
+                   surround: np.ndarray, at: tuple[int, int]) -> np.ndarray:
+    """What lies around a candidate character: `surround` (ink 0..1, the whole field), whose
+    pixel `at` = (row, column) is the patch's top-left, mapped exactly as line mode maps the
+    patch (`to_lenet_ink`), so that the two images overlay. (32, 32) float32 ink 0..1: the
+    candidate with the neighbours it was cut from, what tells a fragment or two merged digits
+    from a whole character."""
+    ink = _as_ink(patch)
+    canvas = np.zeros((SIZE, SIZE), np.float32)
+    extent = _ink_extent(ink)
+    if extent is None:
+        return canvas
+    r0, r1, c0, c1 = extent
+    _, scale, top, left = _line_placement(ink[r0:r1, c0:c1], line_height, top_offset, r0)
+    # The candidate's first inked pixel lands on canvas pixel (top, left); a window starting a
+    # whole number of canvas pixels before it, resized by the same scale, lands on the same grid.
+    (y, up), (x, back) = (_window_start(at[0] + r0, top, scale),
+                          _window_start(at[1] + c0, left, scale))
+    window = _crop(surround, y, x, int(np.ceil((up + SIZE) / scale)) + 2,
+                   int(np.ceil((back + SIZE) / scale)) + 2)
+    _paste(canvas, _resize(window, scale, scale), top - up, left - back)
     return canvas
+
+
+def _window_start(anchor: int, before: int, scale: float) -> tuple[int, int]:
+    """(source pixel, canvas pixels before the anchor) of a window that starts at least
+    `before` canvas pixels before source pixel `anchor` and a whole number of them, to within
+    a tenth of a pixel (a step of about 1 / scale source pixels always finds one)."""
+    first = max(int(np.ceil(before / scale)), 0)
+    n = min(range(first, first + int(np.ceil(1.0 / scale)) + 1),
+            key=lambda k: abs(k * scale - round(k * scale)))
+    return anchor - n, round(n * scale)
+
+
+def _crop(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """image[top : top + height, left : left + width] as float32, zero where it lies outside."""
+    out = np.zeros((height, width), np.float32)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + height, image.shape[0]), min(left + width, image.shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
+    return out
 
 
 def to_lenet_input(
@@ -165,3 +231,21 @@ def to_lenet_batch(
     for i, (p, lh, off) in enumerate(zip(patches, heights, offsets)):
         out[i, 0] = to_lenet_ink(p, lh, off)
     return BACKGROUND + (FOREGROUND - BACKGROUND) * out  # as to_lenet_input
+
+
+def to_context_batch(
+    patches: Sequence[np.ndarray], line_heights: Sequence[float], top_offsets: Sequence[float],
+    surrounds: Sequence[np.ndarray], ats: Sequence[tuple[int, int]],
+) -> np.ndarray:
+    """Many candidates' surroundings (`to_context_ink`) -> (N, 1, 32, 32) float32 inputs, the
+    second channel of a context recognizer's input (`lenet.ContextCNN`)."""
+    n = len(patches)
+    if not len(line_heights) == len(top_offsets) == len(surrounds) == len(ats) == n:
+        raise ValueError(f"got {n} patches but {len(line_heights)} line heights, "
+                         f"{len(top_offsets)} top offsets, {len(surrounds)} surroundings and "
+                         f"{len(ats)} positions")
+    out = np.empty((n, 1, SIZE, SIZE), np.float32)
+    for i, (p, lh, off, sur, at) in enumerate(zip(patches, line_heights, top_offsets,
+                                                  surrounds, ats)):
+        out[i, 0] = to_context_ink(p, lh, off, sur, at)
+    return BACKGROUND + (FOREGROUND - BACKGROUND) * out

@@ -229,6 +229,7 @@ class WideCNN(nn.Module):
     how and what it gains and costs."""
 
     arch = "cnn-wide"
+    in_channels = 1
 
     def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.3) -> None:
         super().__init__()
@@ -238,7 +239,7 @@ class WideCNN(nn.Module):
                     nn.ReLU()]
 
         self.body = nn.Sequential(
-            *block(1, 16), *block(16, 16), nn.MaxPool2d(2),
+            *block(self.in_channels, 16), *block(16, 16), nn.MaxPool2d(2),
             *block(16, 32), *block(32, 32), nn.MaxPool2d(2),
             *block(32, 64), nn.MaxPool2d(2),
         )  # fmt: skip
@@ -247,6 +248,31 @@ class WideCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -F.log_softmax(self.head(self.body(x)), dim=1)
+
+
+class ContextCNN(WideCNN):
+    """`WideCNN` reading two channels (301,937 parameters): the candidate character and,
+    mapped the same way, the ink around it (`Prepared.inputs`). Segmentation's commonest
+    mistakes, a fragment of a digit and two touching digits taken as one, look like whole
+    characters on their own; what lies beside them tells them apart. A one-channel input (an
+    isolated character, nothing around it) is read as its own surroundings."""
+
+    arch = "cnn-context"
+    in_channels = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.expand(-1, 2, -1, -1) if x.shape[1] == 1 else x)
+
+
+def input_channels(model: nn.Module) -> int:
+    """How many channels of the reader's inputs (`Prepared.inputs`) `model` reads: 1 unless
+    it says otherwise."""
+    return int(getattr(model, "in_channels", 1))
+
+
+def channels_for(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The channels of reader inputs `x` (N, C, 32, 32) that `model` reads (the first)."""
+    return x[:, : input_channels(model)]
 
 
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -302,6 +328,8 @@ class _FoldedWide(nn.Module):
         self.head = model.head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] < self.convs[0].in_channels:  # `ContextCNN`'s isolated character
+            x = x.expand(-1, self.convs[0].in_channels, -1, -1)
         c = self.convs
         x = F.relu(_max_pool2(c[1](F.relu(c[0](x)))))
         x = F.relu(_max_pool2(c[3](F.relu(c[2](x)))))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import cv2
 import numpy as np
 
-from pipelines.charimage import to_lenet_batch
+from pipelines.charimage import to_context_batch, to_lenet_batch
 from pipelines.fields import (
     Box,
     FieldCandidate,
@@ -72,7 +72,9 @@ class Prepared:
 
     fields: list[FieldCandidate]
     segmentations: list[Segmentation]
-    inputs: np.ndarray  # (sum of arcs, 1, 32, 32) float32
+    # (sum of arcs, 2, 32, 32) float32: each candidate character (`charimage.to_lenet_input`)
+    # and, mapped the same way, the ink around it (`charimage.to_context_ink`)
+    inputs: np.ndarray
     field_features: np.ndarray  # (K, F) float32
     image_shape: tuple[int, int] = (0, 0)  # (H, W) of the image, for boxes of turned fields
     # A page read cut to `crop`, enlarged by `scale` and/or straightened by `skew` degrees
@@ -218,14 +220,17 @@ def prepare_found(search: FieldSearch, pen: int = 0) -> Prepared:
         segs.append(seg)
     if not segs:
         raise ValueError("no handwriting found in any candidate amount field")
-    patches, heights, tops, raised = [], [], [], []
+    patches, heights, tops, raised, surrounds, ats = [], [], [], [], [], []
     for seg in segs:
         p, t = seg.arc_patches()
         patches += p
         tops += t.tolist()
         heights += [seg.line.height] * len(p)
         raised += [q for q, up in zip(p, seg.raised) if up]
-    inputs = to_lenet_batch(patches, heights, tops)
+        surrounds += [seg.piece_ink()] * len(p)
+        ats += [(y, x) for x, y in seg.boxes[:, :2].tolist()]
+    inputs = np.concatenate([to_lenet_batch(patches, heights, tops),
+                             to_context_batch(patches, heights, tops, surrounds, ats)], 1)
     view = search.view
     return Prepared(fields, segs, inputs, np.stack([c.features for c in fields]),
                     (view.image.shape[0], view.image.shape[1]), view.skew, view.to_scan,

@@ -23,7 +23,7 @@ from pipelines.amounts import GRAMMARS
 from pipelines.charset import CLASSES, LABELS, NUM_CLASSES, RUBBISH
 from pipelines.field_scorer import FieldScorer
 from pipelines.grammar import CENTS_OPEN, AmountGrammar, amount_to_labels, labels_to_amount
-from pipelines.lenet import for_inference
+from pipelines.lenet import for_inference, input_channels
 from pipelines.preparation import (
     Look,
     LooksHere,
@@ -140,8 +140,12 @@ class ChequeReader(nn.Module):
         """Interpretation graphs of a batch, with one LeNet pass over all candidate characters
         (and, after them, the raised-digit candidates normalised on their own)."""
         plain = sum(len(p.inputs) for p in batch)
-        inputs = torch.from_numpy(np.concatenate([p.inputs for p in batch]
-                                                 + [p.raised_inputs for p in batch]))
+        # A raised digit is normalised on its own, with nothing around it: its one channel
+        # stands for every channel the recognizer reads (`lenet.ContextCNN`).
+        channels = input_channels(self.recognizer)
+        inputs = torch.from_numpy(np.concatenate(
+            [p.inputs[:, :channels] for p in batch]
+            + [np.repeat(p.raised_inputs, channels, 1) for p in batch], dtype=np.float32))
         device = next(self.recognizer.parameters()).device
         # Reading (no gradient, eval mode) runs a folded copy of LeNet: same penalties, faster.
         reading = not torch.is_grad_enabled() and not self.recognizer.training

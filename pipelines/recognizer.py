@@ -3,6 +3,8 @@
 Every model maps (N, 1, 32, 32) normalised characters (`charimage.to_lenet_input`) to (N, 17)
 penalties, lower is better, differentiable; the graph layers use score = -penalty. The faithful
 net's penalties are its RBF distances, the modern net's -log_softmax. `model.arch` names it.
+`cnn-context` reads (N, 2, 32, 32): each character and the ink around it
+(`lenet.input_channels`, `Prepared.inputs`).
 
 A checkpoint is a dict of plain values, loadable with `torch.load(path, weights_only=True)`:
 `{"arch": str, "state_dict": {name: tensor}, "config": {...}, "classes": [str], "parameters": int,
@@ -18,10 +20,10 @@ import torch
 from torch import nn
 
 from pipelines.charset import CLASSES
-from pipelines.lenet import LeNet5, LeNet5Modern, WideCNN, count_parameters
+from pipelines.lenet import ContextCNN, LeNet5, LeNet5Modern, WideCNN, count_parameters
 
 ARCHS: dict[str, type[nn.Module]] = {"lenet5": LeNet5, "lenet5-modern": LeNet5Modern,
-                                     "cnn-wide": WideCNN}
+                                     "cnn-wide": WideCNN, "cnn-context": ContextCNN}
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "lenet5.pt"
 
 

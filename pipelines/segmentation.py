@@ -199,6 +199,12 @@ class Segmentation:
         tops = self.boxes[:, 1].astype(np.float32) - self.line.top
         return patches, tops
 
+    def piece_ink(self) -> np.ndarray:
+        """(H, W) float32 ink of the field's pieces (what `arc_patches` crops from), nothing
+        else: the surroundings of every candidate character."""
+        grown = cv2.dilate((self.pieces > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+        return np.where(grown > 0, self.ink, np.float32(0)).astype(np.float32, copy=False)
+
 
 def _rebuild_segmentation(state: dict, blanks: dict) -> Segmentation:
     for name, (shape, dtype, value) in blanks.items():

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from pipelines.charset import RUBBISH, class_index
-from pipelines.lenet import losses_for
+from pipelines.lenet import channels_for, losses_for
 from pipelines.metrics import boxes_match, iou
 from pipelines.preparation import FieldChooser, Prepared, box_in_scan, prepare
 from pipelines.reader import ChequeReader, save_reader
@@ -124,7 +124,7 @@ def overlap_fraction(inner: Sequence[int], outer: Sequence[int]) -> float:
 class Candidates:
     """Every candidate character of a set of segmented fields, one row each."""
 
-    inputs: Tensor  # (N, 1, 32, 32) float16 LeNet inputs (half the memory; exact enough)
+    inputs: Tensor  # (N, 2, 32, 32) float16 `Prepared.inputs` (half the memory; exact enough)
     features: Tensor  # (N, F) float32 geometry for the segment scorer
     labels: Tensor  # (N,) long: a class, RUBBISH or IGNORE (`arc_labels`)
     fields: Tensor  # (N,) long: the index of the image (field or cheque) each came from
@@ -271,7 +271,7 @@ def fine_tune_recognizer(reader: ChequeReader, cands: Candidates, epochs: int, l
                 group["lr"] = lr * lr_factor("cosine", step, total_steps)
             step += 1
             opt.zero_grad()
-            x = known.inputs[idx].to(device, torch.float32)
+            x = channels_for(model, known.inputs[idx]).to(device, torch.float32)
             if shift:  # roll wraps an edge row or column round: background, as the edges are
                 dy, dx = torch.randint(-1, 2, (2,), generator=gen).tolist()
                 x = torch.roll(x, (dy, dx), (2, 3))
@@ -294,7 +294,8 @@ def candidate_accuracy(reader: ChequeReader, cands: Candidates) -> tuple[float, 
     model = reader.recognizer
     device = next(model.parameters()).device
     with torch.no_grad():
-        best = torch.cat([model(cands.inputs[at : at + 4096].to(device, torch.float32))
+        best = torch.cat([model(channels_for(model, cands.inputs[at : at + 4096])
+                                .to(device, torch.float32))
                           .argmin(1).cpu() for at in range(0, len(cands.labels), 4096)])
     true = (cands.labels != RUBBISH) & (cands.labels != IGNORE)
     rubbish = cands.labels == RUBBISH

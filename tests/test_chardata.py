@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from pipelines.chardata import RUBBISH_KINDS, build_chars, symbol_images
-from pipelines.charimage import BACKGROUND, FOREGROUND, to_lenet_batch, to_lenet_input
+from pipelines.charimage import (
+    BACKGROUND,
+    FOREGROUND,
+    to_context_batch,
+    to_context_ink,
+    to_lenet_batch,
+    to_lenet_ink,
+    to_lenet_input,
+)
 from pipelines.charset import CLASS_INDEX, NUM_CLASSES, RUBBISH
 from pipelines.distort import distort
 
@@ -67,6 +76,57 @@ def test_batch_helper() -> None:
     assert np.array_equal(x[1, 0], to_lenet_input(patches[1], 20.0, 17.0))
     with pytest.raises(ValueError, match="2 patches"):
         to_lenet_batch(patches, [None], [None])
+
+
+def _field_with_two_strokes() -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """A 40 x 80 field: a candidate stroke at rows 10-29, columns 20-23, and a neighbour
+    stroke 8 columns to its right. Returns the field, the candidate's patch and its corner."""
+    field = np.zeros((40, 80), np.float32)
+    field[10:30, 20:24] = 1.0
+    field[14:30, 32:36] = 0.7
+    at = (6, 16)
+    patch = np.zeros((28, 12), np.float32)  # the candidate only, with a margin
+    patch[4:24, 4:8] = 1.0
+    return field, patch, at
+
+
+def test_the_context_overlays_the_candidate_and_shows_its_neighbour() -> None:
+    field, patch, at = _field_with_two_strokes()
+    # A 20-px line maps at scale 1: pixels move whole, so the picture can be checked exactly.
+    alone = to_lenet_ink(patch, 20.0, -4.0)
+    around = to_context_ink(patch, 20.0, -4.0, field, at)
+    rows, cols = np.nonzero(alone)
+    assert np.array_equal(around[rows, cols], alone[rows, cols])  # the candidate itself
+    extra = (around > 0) & (alone == 0)
+    assert extra.any()
+    ey, ex = np.nonzero(extra)
+    # the neighbour: 8 columns to the right of the candidate's, 4 rows lower at the top
+    assert ex.min() == cols.min() + 12 and ex.max() == cols.max() + 12
+    assert ey.min() == rows.min() + 4 and ey.max() == rows.max()
+    assert np.allclose(around[extra], 0.7)
+    # with nothing around it, a candidate is its own surroundings
+    assert np.array_equal(to_context_ink(patch, 20.0, -4.0, np.pad(patch, 5), (5, 5)), alone)
+
+
+def test_the_context_scales_with_the_line_like_the_candidate() -> None:
+    field, patch, at = _field_with_two_strokes()
+    big = cv2.resize(field, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    big_patch = cv2.resize(patch, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    small = to_context_ink(patch, 20.0, -4.0, field, at)
+    large = to_context_ink(big_patch, 40.0, -8.0, big, (2 * at[0], 2 * at[1]))
+    assert np.abs(small - large).max() < 0.05
+
+
+def test_context_batch_helper() -> None:
+    field, patch, at = _field_with_two_strokes()
+    x = to_context_batch([patch, patch], [20.0, 20.0], [-4.0, -4.0], [field, field], [at, at])
+    assert x.shape == (2, 1, 32, 32) and x.dtype == np.float32
+    expected = BACKGROUND + (FOREGROUND - BACKGROUND) * to_context_ink(patch, 20.0, -4.0, field,
+                                                                        at)
+    assert np.array_equal(x[0, 0], expected) and np.array_equal(x[1, 0], expected)
+    assert np.all(to_context_ink(np.zeros((5, 5)), 20.0, 0.0, field, at) == 0)
+    with pytest.raises(ValueError, match="2 patches"):
+        to_context_batch([patch, patch], [20.0], [-4.0], [field], [at])
 
 
 def test_build_chars_covers_all_classes_reproducibly() -> None:

@@ -110,13 +110,28 @@ def test_the_wide_net_gives_penalties_of_a_distribution() -> None:
     assert 290_000 < count_parameters(net) < 310_000
 
 
+def test_the_context_net_reads_an_isolated_character_as_its_own_surroundings() -> None:
+    from pipelines.lenet import ContextCNN, WideCNN, channels_for, input_channels
+
+    torch.manual_seed(0)
+    net = build_model("cnn-context").eval()
+    assert isinstance(net, ContextCNN) and input_channels(net) == 2
+    assert count_parameters(net) == count_parameters(WideCNN()) + 16 * 9  # one more input map
+    one = torch.randn(4, 1, 32, 32)
+    assert torch.equal(net(one), net(one.repeat(1, 2, 1, 1)))
+    both = torch.randn(4, 2, 32, 32)
+    assert not torch.allclose(net(both), net(both[:, :1]))  # the second channel is read
+    assert torch.equal(channels_for(net, both), both)
+    assert torch.equal(channels_for(LeNet5(), both), both[:, :1])
+
+
 def test_penalties_are_differentiable_wrt_input() -> None:
     x = torch.randn(2, 1, 32, 32, requires_grad=True)
     LeNet5()(x)[:, 3].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("arch", ["lenet5-modern", "cnn-wide"])
+@pytest.mark.parametrize("arch", ["lenet5-modern", "cnn-wide", "cnn-context"])
 def test_the_folded_nets_give_the_eval_penalties(arch: str) -> None:
     """`for_inference` folds batch norm into the convolutions and pools before the ReLU; on a
     net with non-trivial batch-norm statistics it must give the same penalties in eval mode."""
@@ -132,10 +147,11 @@ def test_the_folded_nets_give_the_eval_penalties(arch: str) -> None:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
     net.eval()
-    x = torch.randn(64, 1, 32, 32)
-    with torch.no_grad():
-        expected, folded = net(x), for_inference(net)(x)
-    assert torch.allclose(expected, folded, atol=1e-4), (expected - folded).abs().max()
+    for channels in range(1, getattr(net, "in_channels", 1) + 1):
+        x = torch.randn(64, channels, 32, 32)
+        with torch.no_grad():
+            expected, folded = net(x), for_inference(net)(x)
+        assert torch.allclose(expected, folded, atol=1e-4), (expected - folded).abs().max()
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 28, 28), (2, 4, 9, 13), (1, 2, 2, 7)])

@@ -547,3 +547,29 @@ def test_underlined_raised_cents_are_read_as_cents(reader):
                 for s in generate_cheques(12, 5, "test", fmt="us", raised_cents=1.0,
                                           underlined_cents=1.0))
     assert right >= 5, right
+
+
+def test_each_recognizer_reads_the_channels_it_was_made_for(reader):
+    """A one-channel recognizer reads the candidates alone, a context recognizer
+    (`lenet.ContextCNN`) each candidate with the ink around it; both read a raised digit,
+    normalised on its own, as a candidate with nothing around it."""
+    from pipelines.cheques import generate_cheques
+    from pipelines.reader import ChequeReader
+    from pipelines.recognizer import build_model
+
+    preps = (prepare(s.image, field_scorer=reader.field_proposer)
+             for s in generate_cheques(6, 5, "test", fmt="us", raised_cents=1.0))
+    prep = next(p for p in preps if len(p.raised_inputs))
+    assert prep.inputs.shape[1:] == (2, 32, 32)
+    plain, raised = torch.from_numpy(prep.inputs), torch.from_numpy(prep.raised_inputs)
+    context = ChequeReader(build_model("cnn-context")).eval()
+    for one, expected in ((reader, torch.cat([plain[:, :1], raised])),
+                          (context, torch.cat([plain, raised.repeat(1, 2, 1, 1)]))):
+        seen = []
+        hook = one.recognizer.register_forward_pre_hook(lambda _, a: seen.append(a[0].clone()))
+        try:
+            with torch.enable_grad():  # the module itself reads, not its folded copy
+                one.interpretation_graphs([prep])
+        finally:
+            hook.remove()
+        assert torch.equal(torch.cat(seen), expected)

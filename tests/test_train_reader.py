@@ -173,7 +173,7 @@ def test_segmented_set_is_the_same_with_two_workers() -> None:
     assert torch.equal(one.inputs, two.inputs) and torch.equal(one.labels, two.labels)
     assert torch.equal(one.fields, two.fields) and torch.equal(one.features, two.features)
     assert set(one.fields.tolist()) <= {0, 1, 2, 3}
-    assert one.inputs.dtype == torch.float16 and one.inputs.shape[1:] == (1, 32, 32)
+    assert one.inputs.dtype == torch.float16 and one.inputs.shape[1:] == (2, 32, 32)
     # every field's labelled characters are among its candidates' classes
     true = (one.labels != RUBBISH) & (one.labels != IGNORE)
     assert 0.05 < float(true.float().mean()) < 0.6
