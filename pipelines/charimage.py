@@ -96,29 +96,29 @@ def _centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
         _centre_col(ink)
 
 
-def _ink_extent(ink: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(first row, end row, first column, end column) of the rows and columns holding some
-    ink; None for a blank patch."""
+def _cropped_ink(patch: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """The patch's ink (`_as_ink`) cut to the rows and columns holding some, with the first
+    row and column kept; None for a blank patch."""
+    ink = _as_ink(patch)
     has = ink > _INK_EPS
     rows = has.any(1)
     if not rows.any():
         return None
     cols = has.any(0)
-    return (int(rows.argmax()), len(rows) - int(rows[::-1].argmax()),
-            int(cols.argmax()), len(cols) - int(cols[::-1].argmax()))
+    r0, r1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
+    c0, c1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
+    return ink[r0:r1, c0:c1], r0, c0
 
 
 def to_lenet_ink(
     patch: np.ndarray, line_height: float | None = None, top_offset: float | None = None
 ) -> np.ndarray:
     """Like `to_lenet_input` but returns ink (32, 32) float32 in 0..1 (background 0)."""
-    ink = _as_ink(patch)
     canvas = np.zeros((SIZE, SIZE), np.float32)
-    extent = _ink_extent(ink)
-    if extent is None:
+    cropped = _cropped_ink(patch)
+    if cropped is None:
         return canvas
-    r0, r1, c0, c1 = extent
-    ink = ink[r0:r1, c0:c1]
+    ink, r0, _ = cropped
     h, w = ink.shape
     if line_height is None:
         scale = BOX / max(h, w)
@@ -157,13 +157,12 @@ def to_context_ink(patch: np.ndarray, line_height: float, top_offset: float | No
     patch (`to_lenet_ink`), so that the two images overlay. (32, 32) float32 ink 0..1: the
     candidate with the neighbours it was cut from, what tells a fragment or two merged digits
     from a whole character."""
-    ink = _as_ink(patch)
     canvas = np.zeros((SIZE, SIZE), np.float32)
-    extent = _ink_extent(ink)
-    if extent is None:
+    cropped = _cropped_ink(patch)
+    if cropped is None:
         return canvas
-    r0, r1, c0, c1 = extent
-    _, scale, top, left = _line_placement(ink[r0:r1, c0:c1], line_height, top_offset, r0)
+    ink, r0, c0 = cropped
+    _, scale, top, left = _line_placement(ink, line_height, top_offset, r0)
     # The candidate's first inked pixel lands on canvas pixel (top, left); a window starting a
     # whole number of canvas pixels before it, resized by the same scale, lands on the same grid.
     (y, up), (x, back) = (_window_start(at[0] + r0, top, scale),
