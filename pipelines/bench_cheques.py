@@ -31,7 +31,7 @@ from pipelines.metrics import (
     segmentation_correct,
 )
 from pipelines.prepare_pool import prepare_all
-from pipelines.reader import ZOOM_LOOK_BELOW, Reading, load_reader
+from pipelines.reader import ZOOM_LOOK_BELOW, Reading, first_readers, load_reader
 
 BITONAL = 0.1  # the share of bitonal test cheques
 
@@ -80,13 +80,15 @@ def folder_cases(folder: Path, n: int) -> list[Case]:
 
 
 def run_reader(cases: Sequence[Case], weights: Path | None, is_field: bool, grammar: str | None,
-               threads: int, workers: int = 2, zoom_below: float = ZOOM_LOOK_BELOW
-               ) -> tuple[list[Reading], float]:
+               threads: int, workers: int = 2, zoom_below: float = ZOOM_LOOK_BELOW,
+               readers: int | None = None) -> tuple[list[Reading], float]:
     """Readings of every case and the wall time spent (PNG decoding, image analysis in
     `workers` processes, LeNet and graphs in this one: `batch_reading.read_all`; `zoom_below`
-    as `reader.read_prepared`'s)."""
+    as `reader.read_prepared`'s; `readers`: the mixture's first so many only, default all)."""
     torch.set_num_threads(threads)
     reader = load_reader(weights)
+    if readers is not None:
+        reader = first_readers(reader, readers)
     start = time.perf_counter()
     with prepare_all([c.png for c in cases], is_field, reader.field_proposer, workers,
                      keep_images=False) as prepared:
@@ -164,6 +166,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "mottled, picture-like background")
     add_cents_arguments(p, float)  # checked against 0..1 in main, as the others
     p.add_argument("--weights", type=Path, help="reader checkpoint (default: shipped)")
+    p.add_argument("--readers", type=positive_int, default=None, metavar="N",
+                   help="read with the first N readers of the mixture only (default: all)")
     p.add_argument("--grammar", choices=GRAMMARS, help="force a grammar (default: the label's)")
     p.add_argument("--zoom-below", type=float, default=ZOOM_LOOK_BELOW, metavar="P",
                    help="read scans read with a confidence below P again at other sizes "
@@ -203,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       args.raised_cents_fraction,
                                       args.underlined_cents_fraction))
         readings, seconds = run_reader(cases, args.weights, args.field, args.grammar,
-                                       args.threads, args.workers, args.zoom_below)
+                                       args.threads, args.workers, args.zoom_below,
+                                       args.readers)
     except ValueError as err:
         print(f"benchmark cheques: {err}", file=sys.stderr)
         return 2

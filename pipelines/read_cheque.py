@@ -43,6 +43,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoom-below", type=float, default=None, metavar="P",
                    help="read scans read with a confidence below P again at other sizes "
                         "and pen widths (0..1; default 0.7; 0: never, the fastest)")
+    p.add_argument("--readers", type=int, default=None, metavar="N",
+                   help="read with the first N readers of the weights' mixture only (default: "
+                        "all; fewer is faster and less sure, see the model card)")
     p.add_argument("--explain", type=Path, metavar="OUT.png",
                    help="draw the field, cuts, chosen segments and alternatives")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.images import pages_of
     from pipelines.preparation import load_source
     from pipelines.prepare_pool import prepare_all
-    from pipelines.reader import DEFAULT_REJECT_BELOW, ZOOM_LOOK_BELOW, load_reader
+    from pipelines.reader import DEFAULT_REJECT_BELOW, ZOOM_LOOK_BELOW, first_readers, load_reader
 
     if args.threads < 1:
         print(f"read_cheque: --threads must be at least 1, got {args.threads}", file=sys.stderr)
@@ -124,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         reader = load_reader(args.weights, args.device)
+        if args.readers is not None:
+            reader = first_readers(reader, args.readers)
     except ValueError as err:
         print(f"read_cheque: {err}", file=sys.stderr)
         return EXIT_USAGE

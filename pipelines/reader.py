@@ -508,6 +508,24 @@ def load_reader(path: str | Path | None = None, device: str = "cpu"
     return _reader_from(ckpt, str(target), device)
 
 
+def first_readers(reader: ChequeReader | ReaderMixture, count: int
+                  ) -> ChequeReader | ReaderMixture:
+    """The first `count` readers of `reader` (a lone reader counts as one), asked as the
+    mixture asks them: fewer readers read faster and less surely (the model card measures
+    each count of the shipped mixture). ValueError when it has fewer, or `count` < 1."""
+    members = reader.members if isinstance(reader, ReaderMixture) else [reader]
+    if not 1 <= count <= len(members):
+        held = f"{len(members)} reader" + ("s" if len(members) > 1 else "")
+        raise ValueError(f"the weights hold {held}: the number of readers must be within "
+                         f"1..{len(members)}, got {count}")
+    if count == len(members):
+        return reader
+    if count == 1:
+        return members[0]
+    assert isinstance(reader, ReaderMixture)
+    return ReaderMixture(members[:count], reader.ask_below[: count - 1]).eval()
+
+
 def load_trainable_reader(path: str | Path | None = None, device: str = "cpu"
                           ) -> ChequeReader:
     """`load_reader` of a checkpoint that can be trained (one reader, not a mixture); the

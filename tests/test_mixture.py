@@ -12,9 +12,11 @@ from pipelines.reader import (
     ReaderMixture,
     Reading,
     decode_batch,
+    first_readers,
     load_reader,
     load_trainable_reader,
     mixture_readings,
+    read_cheque,
     save_mixture,
 )
 
@@ -241,3 +243,28 @@ def test_training_refuses_a_mixture(tmp_path):
     assert main(["--data", str(labels), "--init", str(tmp_path / "mix.pt"),
                  "--out", str(tmp_path / "out.pt"), "--epochs", "1"]) == 2
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_the_first_readers_of_a_mixture_read_as_a_mixture_made_of_them_alone(tmp_path):
+    """`first_readers` against mixture files saved from those readers only (asked below the
+    same confidences), read with every look."""
+    isolated = WEIGHTS / "reader-isolated.pt"
+    save_mixture([TRAINED_READER_WEIGHTS, isolated, TRAINED_READER_WEIGHTS], tmp_path / "3.pt",
+                 ask_below=[1.1, 0.5])
+    save_mixture([TRAINED_READER_WEIGHTS, isolated], tmp_path / "2.pt", ask_below=[1.1])
+    mixture = load_reader(tmp_path / "3.pt")
+    for count, alone in ((1, load_reader(TRAINED_READER_WEIGHTS)),
+                         (2, load_reader(tmp_path / "2.pt")), (3, mixture)):
+        got = read_cheque(SAMPLE, first_readers(mixture, count), zoom_below=1.0)
+        want = read_cheque(SAMPLE, alone, zoom_below=1.0)
+        assert (got.amount, got.text) == (want.amount, want.text), count
+        assert got.confidence == pytest.approx(want.confidence, abs=1e-6), count
+    assert first_readers(mixture, 3) is mixture
+    assert first_readers(mixture, 2).ask_below == (1.1,)
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=r"hold 3 readers: .* within 1\.\.3, got " + str(bad)):
+            first_readers(mixture, bad)
+    lone = load_reader(TRAINED_READER_WEIGHTS)
+    assert first_readers(lone, 1) is lone
+    with pytest.raises(ValueError, match=r"hold 1 reader: .* within 1\.\.1, got 2"):
+        first_readers(lone, 2)

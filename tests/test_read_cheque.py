@@ -93,15 +93,28 @@ def test_plain_mode_reports_failures_on_stderr(capsys, bad_inputs):
 
 
 def test_zoom_below_sets_when_a_scan_is_read_at_other_sizes(capsys):
-    """Sample 00003 reads 14.00 at 0.689 confidence as it is: under 0.7 (the default) it is
+    """Sample 00002 reads 20.00 at 0.629 confidence as it is: under 0.7 (the default) it is
     read at other sizes too, which changes its confidence; with 0 it is not."""
     confidences = []
     for value in ("0", "0.7"):
-        code, out, _ = run(capsys, SAMPLE, "--zoom-below", value)
+        code, out, _ = run(capsys, SAMPLES / "00002.png", "--grammar", "eu", "--zoom-below", value)
         _, amount, confidence = out.strip().split("\t")
         confidences.append(float(confidence))
-    assert confidences[0] == pytest.approx(0.689, abs=0.01)
+    assert confidences[0] == pytest.approx(0.629, abs=0.01)
     assert abs(confidences[1] - confidences[0]) > 0.02
+
+
+def test_readers_reads_with_the_first_readers_of_the_mixture_only(capsys):
+    """--readers 1 reads as the first reader's own weights file; a count the weights do not
+    hold is a usage error naming it."""
+    first = run(capsys, SAMPLE, "--json", "--readers", "1")
+    alone = run(capsys, SAMPLE, "--json", "--weights",
+                SAMPLES.parent / "pipelines" / "weights" / "reader.pt")
+    assert first[0] == alone[0] and json.loads(first[1]) == json.loads(alone[1])
+    for bad in ("0", "5"):
+        code, out, err = run(capsys, SAMPLE, "--readers", bad)
+        assert code == 2 and out == "" and "Traceback" not in err
+        assert f"the weights hold 4 readers: the number of readers must be within 1..4, got {bad}" in err
 
 
 def test_helper_processes_read_as_this_process_alone(capsys, tmp_path):
