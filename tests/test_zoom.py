@@ -100,7 +100,7 @@ def test_a_reading_in_other_views_is_the_mean_posterior_over_views_and_readers(g
                 whole = gtn.forward_score(m.amount_graphs([prep], "us"))
                 paths = gtn.forward_score(m.constrained_graphs(interp, "us", [read.amount]))
             posteriors.append(float((paths - whole).exp()))
-    assert len(posteriors) == 3 * len(looks) == 15  # the default's three readers
+    assert len(posteriors) == 4 * len(looks) == 20  # the default's four readers
     assert read.confidence == pytest.approx(sum(posteriors) / len(posteriors), rel=1e-6)
     assert read.amount == "240.47"
 
@@ -195,7 +195,7 @@ def test_views_already_decoded_are_not_decoded_again(gray, monkeypatch):
     zoomed = prepare(gray, field_scorer=mixture.field_proposer, zoom=1.25)
     (_, fresh), = pooled_readings(mixture, [[prep, zoomed]], "us")
     decoded = {}
-    mixture.ask_below = (1.1, 1.1)  # all three readers read `prep`
+    mixture.ask_below = (1.1, 1.1, 1.1)  # all four readers read `prep`
     decode_batch(mixture, [prep], "us", decoded=decoded)
     asked = []
     for k, m in enumerate(mixture.members):
@@ -204,7 +204,7 @@ def test_views_already_decoded_are_not_decoded_again(gray, monkeypatch):
                             lambda batch, k=k, real=real: asked.append((k, len(batch)))
                             or real(batch))
     (view, again), = pooled_readings(mixture, [[prep, zoomed]], "us", decoded=decoded)
-    assert asked == [(0, 1), (1, 1), (2, 1)]  # each reader reads the zoomed view alone
+    assert asked == [(0, 1), (1, 1), (2, 1), (3, 1)]  # each reads the zoomed view alone
     assert view in (prep, zoomed)
     assert (again.amount, again.text) == (fresh.amount, fresh.text)
     assert again.confidence == pytest.approx(fresh.confidence, abs=1e-9)
