@@ -225,8 +225,8 @@ class WideCNN(nn.Module):
     norm (16, 16, 32, 32, 64 maps, a 2x2 max-pool after the 2nd, 4th and 5th), then 256
     hidden units: 301,793 parameters and about 7.5 million multiply-adds a character (LeNet-5:
     about 0.4 million). (N, 1, 32, 32) -> (N, 17) penalties = -log_softmax. The recognizer of
-    the default mixture's second reader (and, as `ContextCNN`, of its third), trained end to
-    end from amounts: the model card has how and what it gains and costs."""
+    the default mixture's fourth reader (and, as `ContextCNN`, of its second and third),
+    trained end to end from amounts: the model card has how and what it gains and costs."""
 
     arch = "cnn-wide"
     in_channels = 1

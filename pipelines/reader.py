@@ -38,8 +38,9 @@ from pipelines.recognizer import load_recognizer
 if TYPE_CHECKING:
     from pipelines.images import Page
 
-# The shipped readers: the default reads with a mixture of three readers trained apart
-# (`save_mixture`: `reader.pt`, then globally trained `cnn-wide` and `cnn-context` readers);
+# The shipped readers: the default reads with a mixture of four readers trained apart
+# (`save_mixture`: `reader.pt`, then two globally trained `cnn-context` readers and a
+# `cnn-wide` one);
 # TRAINED_READER_WEIGHTS, the globally trained LeNet-5 reader, is where training starts by
 # default.
 DEFAULT_READER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "reader-mixture.pt"
