@@ -114,7 +114,8 @@ def test_readers_reads_with_the_first_readers_of_the_mixture_only(capsys):
     for bad in ("0", "5"):
         code, out, err = run(capsys, SAMPLE, "--readers", bad)
         assert code == 2 and out == "" and "Traceback" not in err
-        assert f"the weights hold 4 readers: the number of readers must be within 1..4, got {bad}" in err
+        assert ("the weights hold 4 readers: the number of readers must be within 1..4, "
+                f"got {bad}") in err
 
 
 def test_helper_processes_read_as_this_process_alone(capsys, tmp_path):
